@@ -1,0 +1,60 @@
+# customlabels — everything a developer runs goes through these targets (`make help`).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTOS := $(shell find protos -name '*.proto' 2>/dev/null)
+GEN_STAMP := gen/.stamp
+DATA_DIR ?= .data
+
+.DEFAULT_GOAL := help
+
+.PHONY: help install protos up down status demo test lint bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	# The stubs must exist before the editable install maps the generated `customlabels` package.
+	$(VENV)/bin/pip install -q grpcio-tools==1.78.0 protobuf==6.33.6
+	$(PY) scripts/gen_protos.py
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $(GEN_STAMP) $(STAMP)
+
+$(GEN_STAMP): $(PROTOS) scripts/gen_protos.py | $(STAMP)
+	$(PY) scripts/gen_protos.py
+	touch $(GEN_STAMP)
+
+install: $(STAMP) $(GEN_STAMP) ## Create .venv with every dependency and generate the gRPC stubs
+
+protos: $(STAMP) ## Regenerate the gRPC stubs from protos/ (pinned grpcio-tools)
+	$(PY) scripts/gen_protos.py
+	touch $(GEN_STAMP)
+
+up: install ## Start the embedded stack (Postgres, S3, Triton, services); writes $(DATA_DIR)/stack.env
+	$(PY) -m scripts.stack up --data-dir $(DATA_DIR)
+
+down: ## Stop everything `make up` started
+	@if [ -x $(PY) ]; then $(PY) -m scripts.stack down --data-dir $(DATA_DIR); fi
+
+status: install ## Report each part of the embedded stack
+	$(PY) -m scripts.stack status --data-dir $(DATA_DIR)
+
+demo: up ## Set up, start the stack and run the workflow through the CLI
+	$(PY) -m scripts.demo --data-dir $(DATA_DIR)
+
+test: install ## Set up and run the whole test suite against real Postgres, S3, Triton and gRPC
+	$(PY) -m pytest -q
+
+lint: install ## ruff lint + format check
+	$(VENV)/bin/ruff check services scripts tests bench
+	$(VENV)/bin/ruff format --check services scripts tests bench
+
+bench: install ## Run the benchmarks; tables go to bench/results/
+	$(PY) -m bench.run
+
+clean: down ## Stop the stack and remove the venv, generated code and stack data
+	rm -rf $(VENV) gen $(DATA_DIR)

@@ -1,0 +1,1 @@
+"""What every customlabels service shares: config, errors, server start-up, DB pool, object store, ARNs, pages."""

@@ -1,0 +1,1 @@
+"""The dataset service (see ARCHITECTURE.md); its operations arrive with their issue."""

@@ -1,0 +1,1 @@
+"""The project service: projects, tags on every resource of ours, and project policies."""

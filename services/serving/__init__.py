@@ -1,0 +1,1 @@
+"""The serving service (see ARCHITECTURE.md); its operations arrive with their issue."""

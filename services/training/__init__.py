@@ -1,0 +1,1 @@
+"""The training service (see ARCHITECTURE.md); its operations arrive with their issue."""

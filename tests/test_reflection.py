@@ -1,0 +1,86 @@
+"""Every service answers reflection with all its methods, health, and UNIMPLEMENTED for later operations."""
+
+from __future__ import annotations
+
+import grpc
+from customlabels.dataset.v1 import dataset_service_pb2 as ds
+from customlabels.dataset.v1 import dataset_service_pb2_grpc as ds_grpc
+from customlabels.serving.v1 import serving_service_pb2 as sv
+from customlabels.serving.v1 import serving_service_pb2_grpc as sv_grpc
+from google.protobuf import descriptor_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+EXPECTED = {
+    "dataset": (
+        "customlabels.dataset.v1.DatasetService",
+        {
+            "CreateDataset",
+            "DescribeDataset",
+            "DeleteDataset",
+            "ListDatasetEntries",
+            "ListDatasetLabels",
+            "UpdateDatasetEntries",
+            "DistributeDatasetEntries",
+        },
+    ),
+    "training": (
+        "customlabels.training.v1.TrainingService",
+        {"CreateProjectVersion", "DescribeProjectVersions", "DeleteProjectVersion", "CopyProjectVersion"},
+    ),
+    "serving": (
+        "customlabels.serving.v1.ServingService",
+        {"StartProjectVersion", "StopProjectVersion", "DetectCustomLabels"},
+    ),
+}
+
+
+def _reflect(channel: grpc.Channel, request: reflection_pb2.ServerReflectionRequest):
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    return next(iter(stub.ServerReflectionInfo(iter([request]))))
+
+
+def methods_via_reflection(channel: grpc.Channel, service: str) -> set[str]:
+    reply = _reflect(channel, reflection_pb2.ServerReflectionRequest(file_containing_symbol=service))
+    package, _, name = service.rpartition(".")
+    for blob in reply.file_descriptor_response.file_descriptor_proto:
+        proto = descriptor_pb2.FileDescriptorProto.FromString(blob)
+        if proto.package == package:
+            for svc in proto.service:
+                if svc.name == name:
+                    return {m.name for m in svc.method}
+    raise AssertionError(f"{service} not described")
+
+
+def test_reflection_lists_each_service_with_all_its_aws_methods(placeholder_peers):
+    for key, (service, aws_methods) in EXPECTED.items():
+        channel = placeholder_peers[key].channel
+        listed = _reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""))
+        names = {s.name for s in listed.list_services_response.service}
+        assert {service, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+        assert aws_methods <= methods_via_reflection(channel, service)
+
+
+def test_health_is_serving(placeholder_peers):
+    for key, (service, _) in EXPECTED.items():
+        health = health_pb2_grpc.HealthStub(placeholder_peers[key].channel)
+        for name in ("", service):
+            assert (
+                health.Check(health_pb2.HealthCheckRequest(service=name)).status
+                == health_pb2.HealthCheckResponse.SERVING
+            )
+
+
+def test_operations_of_later_issues_answer_unimplemented(placeholder_peers):
+    dataset = ds_grpc.DatasetServiceStub(placeholder_peers["dataset"].channel)
+    serving = sv_grpc.ServingServiceStub(placeholder_peers["serving"].channel)
+    for call in (
+        lambda: dataset.DescribeDataset(ds.DescribeDatasetRequest(dataset_arn="x")),
+        lambda: serving.DetectCustomLabels(sv.DetectCustomLabelsRequest()),
+    ):
+        try:
+            call()
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNIMPLEMENTED
+        else:
+            raise AssertionError("expected UNIMPLEMENTED")
