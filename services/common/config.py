@@ -63,6 +63,7 @@ class Config:
     images_bucket: str
     models_bucket: str
     triton_bucket: str
+    triton_prefix: str
     db_pool_min: int
     db_pool_max: int
     grpc_workers: int
@@ -111,6 +112,7 @@ class Config:
             images_bucket=env.get("CUSTOMLABELS_IMAGES_BUCKET", "customlabels-images"),
             models_bucket=env.get("CUSTOMLABELS_MODELS_BUCKET", "customlabels-models"),
             triton_bucket=env.get("CUSTOMLABELS_TRITON_BUCKET", "customlabels-triton"),
+            triton_prefix=env.get("CUSTOMLABELS_TRITON_PREFIX", "repository").strip("/"),
             db_pool_min=_int(env, "CUSTOMLABELS_DB_POOL_MIN", 1, minimum=0),
             db_pool_max=_int(env, "CUSTOMLABELS_DB_POOL_MAX", 10, minimum=1),
             grpc_workers=_int(env, "CUSTOMLABELS_GRPC_WORKERS", 16, minimum=1),
