@@ -1,0 +1,1 @@
+"""The `customlabels` command-line client: one command per RPC of the four services (see __main__)."""
