@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
-from customlabels.dataset.v1 import dataset_service_pb2 as ds
-from customlabels.dataset.v1 import dataset_service_pb2_grpc as ds_grpc
+import pytest
 from customlabels.serving.v1 import serving_service_pb2 as sv
 from customlabels.serving.v1 import serving_service_pb2_grpc as sv_grpc
+from customlabels.training.v1 import training_service_pb2 as tr
+from customlabels.training.v1 import training_service_pb2_grpc as tr_grpc
 from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 EXPECTED = {
+    "project": (
+        "customlabels.project.v1.ProjectService",
+        {
+            "CreateProject",
+            "DescribeProjects",
+            "DeleteProject",
+            "TagResource",
+            "UntagResource",
+            "ListTagsForResource",
+            "PutProjectPolicy",
+            "ListProjectPolicies",
+            "DeleteProjectPolicy",
+        },
+    ),
     "dataset": (
         "customlabels.dataset.v1.DatasetService",
         {
@@ -52,18 +69,30 @@ def methods_via_reflection(channel: grpc.Channel, service: str) -> set[str]:
     raise AssertionError(f"{service} not described")
 
 
-def test_reflection_lists_each_service_with_all_its_aws_methods(placeholder_peers):
+@pytest.fixture(scope="module")
+def channels(stack, placeholder_peers) -> Iterator[dict[str, grpc.Channel]]:
+    """A channel to each of the four services."""
+    opened = {
+        "project": grpc.insecure_channel(stack.project_addr),
+        "dataset": grpc.insecure_channel(stack.dataset_addr),
+    }
+    yield {**opened, **{k: v.channel for k, v in placeholder_peers.items()}}
+    for channel in opened.values():
+        channel.close()
+
+
+def test_reflection_lists_each_service_with_all_its_aws_methods(channels):
     for key, (service, aws_methods) in EXPECTED.items():
-        channel = placeholder_peers[key].channel
+        channel = channels[key]
         listed = _reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""))
         names = {s.name for s in listed.list_services_response.service}
         assert {service, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
         assert aws_methods <= methods_via_reflection(channel, service)
 
 
-def test_health_is_serving(placeholder_peers):
+def test_health_is_serving(channels):
     for key, (service, _) in EXPECTED.items():
-        health = health_pb2_grpc.HealthStub(placeholder_peers[key].channel)
+        health = health_pb2_grpc.HealthStub(channels[key])
         for name in ("", service):
             assert (
                 health.Check(health_pb2.HealthCheckRequest(service=name)).status
@@ -72,10 +101,10 @@ def test_health_is_serving(placeholder_peers):
 
 
 def test_operations_of_later_issues_answer_unimplemented(placeholder_peers):
-    dataset = ds_grpc.DatasetServiceStub(placeholder_peers["dataset"].channel)
+    training = tr_grpc.TrainingServiceStub(placeholder_peers["training"].channel)
     serving = sv_grpc.ServingServiceStub(placeholder_peers["serving"].channel)
     for call in (
-        lambda: dataset.DescribeDataset(ds.DescribeDatasetRequest(dataset_arn="x")),
+        lambda: training.DescribeProjectVersions(tr.DescribeProjectVersionsRequest(project_arn="x")),
         lambda: serving.DetectCustomLabels(sv.DetectCustomLabelsRequest()),
     ):
         try:

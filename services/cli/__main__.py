@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from services.cli import endpoints, protodocs
+from services.cli import endpoints, protodocs, upload
 from services.cli.arguments import ArgumentError, add_flags, parse_json, request_json
 from services.cli.operations import SERVICES, Operation, operations
 from services.common import awsjson, clients, errors
@@ -110,7 +110,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, tuple[Operation, 
     parser = argparse.ArgumentParser(
         prog="customlabels",
         description="Command-line client of customlabels, a self-hosted Rekognition Custom Labels.",
-        epilog=_command_list(ops, docs),
+        epilog=_command_list([*ops, upload.OPERATION], docs),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
@@ -132,6 +132,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, tuple[Operation, 
         )
         _global_options(sub)
         commands[op.command] = (op, sub)
+    # Client streaming takes no flags-shaped request: upload-images has a parser of its own.
+    commands[upload.COMMAND] = (upload.OPERATION, upload.add_parser(subparsers, docs, _global_options))
     return parser, commands
 
 
@@ -210,11 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         addr = endpoints.resolve(
             op.service.key, getattr(args, f"{op.service.key}_addr", None), os.environ, stack_env
         )
-        request = _request(op, args)
+        request = upload.prepare(args) if op is upload.OPERATION else _request(op, args)
     except ArgumentError as exc:
         return _usage_error(command_parser, str(exc))
     timeout = getattr(args, "timeout", clients.DEFAULT_TIMEOUT_S)
     try:
+        if isinstance(request, upload.Plan):  # no deadline unless --timeout: uploads take long
+            return upload.run(request, addr, getattr(args, "timeout", None))
         for response in op.invoke(addr, request, timeout):
             _print(awsjson.to_aws(response), stream=op.method.server_streaming)
     except grpc.RpcError as exc:

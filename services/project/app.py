@@ -61,5 +61,5 @@ def main() -> None:
     pool = db.create_pool(config.database_url, SCHEMA, config.db_pool_min, config.db_pool_max)
     peers = GrpcPeers(config.dataset_addr, config.training_addr)
     running = build_server(config, Deps(pool=pool, peers=peers))
-    running.on_stop.extend([pool.close, peers.close])
+    running.on_stop[:0] = [pool.close, peers.close]
     serve(running, config.shutdown_grace_s)
