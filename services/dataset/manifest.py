@@ -395,7 +395,10 @@ def parse_source_ref(value: str, limits: ManifestLimits = DEFAULT_LIMITS) -> tup
         if "/./" in padded or "/../" in padded:
             return None
     # A character is at most 4 UTF-8 bytes: only long keys need encoding to be measured.
-    if len(key) * 4 > limits.max_key_bytes and len(key.encode("utf-8", "surrogatepass")) > limits.max_key_bytes:
+    if (
+        len(key) * 4 > limits.max_key_bytes
+        and len(key.encode("utf-8", "surrogatepass")) > limits.max_key_bytes
+    ):
         return None
     return bucket, key
 
@@ -449,7 +452,9 @@ def parse_line(text: str, limits: ManifestLimits = DEFAULT_LIMITS) -> ParsedLine
     # Without '"cl-' (or a \u escape that could spell it) in the text there is nothing to strip.
     has_cl = '"cl-' in text or "\\u" in text
     maybe_multilabel = "-multilabel" in text or "\\u" in text
-    return _build(data, ref, parts[0], parts[1], limits, None, has_cl=has_cl, maybe_multilabel=maybe_multilabel)
+    return _build(
+        data, ref, parts[0], parts[1], limits, None, has_cl=has_cl, maybe_multilabel=maybe_multilabel
+    )
 
 
 def _strip_cl(data: dict[str, Any]) -> dict[str, Any]:
@@ -506,10 +511,17 @@ class _Recorder:
         box.setdefault(CL_ERRORS, []).append({"code": code, "message": message})
 
 
-def _looks_like_label_body(value: Any) -> bool:
-    # A box attribute whose metadata is missing or misnamed; plain extra keys (e.g. "color": "blue" in
-    # the greengrass fixtures) are not label bodies and stay untouched.
-    return type(value) is dict and ("annotations" in value or "image_size" in value)
+_LABEL_KEYS = ("annotations", "image_size", "class-name", "class-map")
+
+
+def _looks_like_label_part(value: Any) -> bool:
+    """A label body or label metadata under a key that has no partner (e.g. `quality-meta`): an object with
+    box or class keys, or a Ground Truth `type`. Plain extra keys (e.g. "color": "blue" in the greengrass
+    fixtures) are not label parts and stay untouched."""
+    if type(value) is not dict:
+        return False
+    kind = value.get("type")
+    return any(k in value for k in _LABEL_KEYS) or (type(kind) is str and kind.startswith("groundtruth/"))
 
 
 def _build(
@@ -556,7 +568,7 @@ def _build(
 
     if not attributes:
         orphan = any(
-            (k.endswith(META_SUFFIX) and k != SOURCE_REF + META_SUFFIX) or _looks_like_label_body(v)
+            (k.endswith(META_SUFFIX) and k != SOURCE_REF + META_SUFFIX) or _looks_like_label_part(v)
             for k, v in data.items()
             if k != SOURCE_REF
         )
@@ -576,7 +588,11 @@ def _build(
             is_labeled = True
         if attr in failed:
             code = failed[attr]
-            rec.attribute(attr, code, attribute_format_message(attr) if code == ERROR_INVALID_LABEL_ATTRIBUTE_FORMAT else None)
+            rec.attribute(
+                attr,
+                code,
+                attribute_format_message(attr) if code == ERROR_INVALID_LABEL_ATTRIBUTE_FORMAT else None,
+            )
             continue
         if type(meta) is not dict or type(kind) is not str:
             rec.attribute(attr, ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT)
