@@ -1,8 +1,9 @@
 """`make demo`: the workflow of spec/workflow.md through the `customlabels` CLI on the running stack.
 
 Each step prints the command it runs and the JSON the service returned, so the output doubles as a
-tutorial. Today it covers what is built (projects, tags, project policies); each later issue adds
-its steps (datasets, training, evaluation, serving).
+tutorial. Today it covers what is built (projects, tags, project policies, datasets); each later
+issue adds its steps (training, evaluation, serving). Its images are made by scripts/samples.py
+(shapes drawn onto scikit-image's photos), so it needs nothing but the stack.
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from scripts import samples
+from services.common.storage import ObjectStore
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).with_name("customlabels"))
@@ -37,6 +43,37 @@ def run(*args: str, expect_error: str | None = None) -> dict[str, Any]:
     return json.loads(out) if out else {}
 
 
+def read_env(path: Path) -> dict[str, str]:
+    """The KEY=value lines of stack.env."""
+    out = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith("#"):
+            out[key.strip()] = shlex.split(value)[0] if value.strip() else ""
+    return out
+
+
+def wait_dataset(common: list[str], dataset_arn: str, timeout: float = 300) -> dict[str, Any]:
+    """Polls describe-dataset every second (as the AWS samples do every 5 s) until it settles."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = subprocess.run(
+            [CLI, *common, "describe-dataset", "--dataset-arn", dataset_arn],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        desc = json.loads(proc.stdout)["DatasetDescription"]
+        if not desc["Status"].endswith("IN_PROGRESS"):
+            print(f"\n$ customlabels describe-dataset --dataset-arn {dataset_arn}\n{proc.stdout.strip()}")
+            if desc["Status"].endswith("FAILED"):
+                raise SystemExit(f"dataset failed: {desc['StatusMessage']}")
+            return desc
+        if time.monotonic() > deadline:
+            raise SystemExit(f"dataset still {desc['Status']} after {timeout} s")
+        time.sleep(1)
+
+
 def main() -> None:
     """Runs the demo against the stack whose endpoints are in DATA_DIR/stack.env."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -50,7 +87,9 @@ def main() -> None:
     name = f"demo-shelves-{time.strftime('%Y%m%d-%H%M%S')}"
 
     print("== 1. Create a project")
-    arn = run(*common, "create-project", "--project-name", name, "--tags", "team=vision", "env=demo")["ProjectArn"]
+    arn = run(*common, "create-project", "--project-name", name, "--tags", "team=vision", "env=demo")[
+        "ProjectArn"
+    ]
     run(*common, "describe-projects", "--project-names", name)
     run(*common, "create-project", "--project-name", name, expect_error="ResourceInUseException")
 
@@ -74,17 +113,75 @@ def main() -> None:
         }
     )
     revision = run(
-        *common, "put-project-policy", "--project-arn", arn, "--policy-name", "share", "--policy-document", policy
+        *common,
+        "put-project-policy",
+        "--project-arn",
+        arn,
+        "--policy-name",
+        "share",
+        "--policy-document",
+        policy,
     )["PolicyRevisionId"]
     run(*common, "list-project-policies", "--project-arn", arn)
     run(
-        *common, "delete-project-policy", "--project-arn", arn, "--policy-name", "share",
-        "--policy-revision-id", revision,
+        *common,
+        "delete-project-policy",
+        "--project-arn",
+        arn,
+        "--policy-name",
+        "share",
+        "--policy-revision-id",
+        revision,
     )
 
-    print("\n== 4. Clean up")
+    print("\n== 4. A TRAIN dataset from local images (labels = sub-folder names)")
+    work = Path(tempfile.mkdtemp(prefix="customlabels-demo-"))
+    samples.write_folder(samples.classification(per_label=12, seed=1), work / "train")
+    train = run(
+        *common, "upload-images", str(work / "train"), "--project-arn", arn, "--dataset-type", "TRAIN"
+    )
+    train_arn = train["DatasetArn"]
+    wait_dataset(common, train_arn)
+
+    print("\n== 5. A TEST dataset from a Ground Truth manifest in the object store")
+    env = read_env(stack_env)
+    store = ObjectStore(
+        env["CUSTOMLABELS_S3_ENDPOINT"], env["CUSTOMLABELS_S3_ACCESS_KEY"], env["CUSTOMLABELS_S3_SECRET_KEY"]
+    )
+    bucket = "demo-user-bucket"
+    store.ensure_bucket(bucket)
+    lines = []
+    for sample in samples.classification(per_label=4, seed=2):
+        key = f"{name}/test/{sample.file_name}"
+        store.put_bytes(bucket, key, sample.data, content_type="image/jpeg")
+        lines.append(samples.manifest_line(f"s3://{bucket}/{key}", sample))
+    store.put_bytes(bucket, f"{name}/test.manifest", ("\n".join(lines) + "\n").encode())
+    source = json.dumps(
+        {"GroundTruthManifest": {"S3Object": {"Bucket": bucket, "Name": f"{name}/test.manifest"}}}
+    )
+    test_arn = run(
+        *common, "create-dataset", "--project-arn", arn, "--dataset-type", "TEST", "--dataset-source", source
+    )["DatasetArn"]
+    wait_dataset(common, test_arn)
+    run(*common, "list-dataset-labels", "--dataset-arn", train_arn)
+    run(
+        *common,
+        "list-dataset-entries",
+        "--dataset-arn",
+        test_arn,
+        "--contains-labels",
+        "circle",
+        "--max-results",
+        "2",
+    )
+
+    print("\n== 6. Clean up (a project with datasets cannot be deleted)")
+    run(*common, "delete-project", "--project-arn", arn, expect_error="ResourceInUseException")
+    run(*common, "delete-dataset", "--dataset-arn", test_arn)
+    run(*common, "delete-dataset", "--dataset-arn", train_arn)
     run(*common, "delete-project", "--project-arn", arn)
     run(*common, "describe-projects", "--project-names", name)
+    shutil.rmtree(work, ignore_errors=True)
     print("\ndemo finished: every step above ran against the real stack (`make status` shows it).")
 
 

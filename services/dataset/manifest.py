@@ -652,18 +652,19 @@ def _build(
         kind_out = "classification"
     else:
         kind_out = "unlabeled"
+    image_set = frozenset(image_labels)
     return ParsedLine(
         source_ref=source_ref,
         bucket=bucket,
         key=key,
         entry=data,
-        labels=frozenset(image_labels).union(box_counts),
-        image_labels=frozenset(image_labels),
+        labels=image_set.union(box_counts) if box_counts else image_set,
+        image_labels=image_set,
         box_counts=box_counts,
         has_errors=bool(rec.issues),
         line_error=line_error,
         is_labeled=is_labeled,
-        warnings=tuple(dict.fromkeys(warnings)),
+        warnings=tuple(dict.fromkeys(warnings)) if warnings else (),
         kind=kind_out,
         image_size=image_size,
         real_size=frame,
@@ -758,7 +759,8 @@ def _check_detection(
             return None
         names.append(name)
     # Only names in use become labels, so only they are length-checked.
-    if not all(_name_length_ok(n, limits) for n in set(names)):
+    longest = limits.max_label_name_chars
+    if any(not 1 <= len(n) <= longest for n in set(names)):
         rec.attribute(attr, ERROR_INVALID_LABEL_NAME_LENGTH, label_name_length_message(limits))
         return None
     width, height = frame or size
