@@ -10,8 +10,9 @@ from typing import Any
 import grpc
 import pytest
 
+from scripts import inprocess
+from scripts.inprocess import LocalServices
 from services.common.config import Config
-from services.common.storage import ObjectStore
 
 pytest_plugins = ["tests.infra"]
 
@@ -53,84 +54,11 @@ def placeholder_peers() -> Iterator[dict[str, Served]]:
         running.stop(0)
 
 
-@dataclass
-class Stack:
-    """The project and dataset services of one test module, wired to each other over gRPC."""
-
-    project: Any
-    dataset: Any
-    project_addr: str
-    dataset_addr: str
-    store: ObjectStore
-    images_bucket: str
-    s3: Any
-
-
 @pytest.fixture(scope="module")
-def stack(database_url: str, s3_server: Any, placeholder_peers: dict[str, Served]) -> Iterator[Stack]:
+def stack(database_url: str, s3_server: Any, placeholder_peers: dict[str, Served]) -> Iterator[LocalServices]:
     """Real project + dataset services (own database, own images bucket), job leases of 3 s."""
-    from customlabels.dataset.v1 import dataset_service_pb2_grpc as ds_grpc
-    from customlabels.project.v1 import project_service_pb2_grpc as pj_grpc
-
-    from scripts.embedded import free_port
-    from services.common import db
-    from services.dataset import app as dataset_app
-    from services.dataset.jobs import JobSettings
-    from services.dataset.peers import ProjectClient
-    from services.project import app as project_app
-    from services.project.peers import GrpcPeers
-
-    project_addr = f"127.0.0.1:{free_port()}"
-    dataset_addr = f"127.0.0.1:{free_port()}"
-    images_bucket = f"images-{uuid.uuid4().hex[:12]}"
-    common_env = {
-        "CUSTOMLABELS_PROJECT_ADDR": project_addr,
-        "CUSTOMLABELS_DATASET_ADDR": dataset_addr,
-        "CUSTOMLABELS_TRAINING_ADDR": placeholder_peers["training"].addr,
-        "CUSTOMLABELS_SERVING_ADDR": placeholder_peers["serving"].addr,
-        "CUSTOMLABELS_S3_ENDPOINT": s3_server.endpoint,
-        "CUSTOMLABELS_S3_ACCESS_KEY": s3_server.access_key,
-        "CUSTOMLABELS_S3_SECRET_KEY": s3_server.secret_key,
-        "CUSTOMLABELS_IMAGES_BUCKET": images_bucket,
-    }
-    project_config = service_config(
-        "project", database_url, **common_env, CUSTOMLABELS_LISTEN_ADDR=project_addr
+    services = inprocess.start(
+        database_url, s3_server, placeholder_peers["training"].addr, placeholder_peers["serving"].addr
     )
-    dataset_config = service_config(
-        "dataset", database_url, **common_env, CUSTOMLABELS_LISTEN_ADDR=dataset_addr
-    )
-    db.migrate(database_url, project_app.SCHEMA, project_app.MIGRATIONS)
-    db.migrate(database_url, dataset_app.SCHEMA, dataset_app.MIGRATIONS)
-    project_pool = db.create_pool(database_url, project_app.SCHEMA)
-    dataset_pool = db.create_pool(database_url, dataset_app.SCHEMA)
-    store = ObjectStore(s3_server.endpoint, s3_server.access_key, s3_server.secret_key)
-    peers = GrpcPeers(dataset_addr, placeholder_peers["training"].addr)
-    project_client = ProjectClient(project_addr)
-    project = project_app.build_server(project_config, project_app.Deps(pool=project_pool, peers=peers))
-    dataset = dataset_app.build_server(
-        dataset_config,
-        dataset_app.Deps(
-            pool=dataset_pool,
-            store=store,
-            project=project_client,
-            jobs=JobSettings(workers=2, lease_s=3.0, poll_s=0.2),
-        ),
-    )
-    channels = [grpc.insecure_channel(project_addr), grpc.insecure_channel(dataset_addr)]
-    yield Stack(
-        project=pj_grpc.ProjectServiceStub(channels[0]),
-        dataset=ds_grpc.DatasetServiceStub(channels[1]),
-        project_addr=project_addr,
-        dataset_addr=dataset_addr,
-        store=store,
-        images_bucket=images_bucket,
-        s3=s3_server,
-    )
-    for channel in channels:
-        channel.close()
-    dataset.stop(0)
-    project.stop(0)
-    peers.close()
-    project_client.close()
-    dataset_pool.close()
-    project_pool.close()
+    yield services
+    services.stop()

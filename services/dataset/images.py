@@ -73,6 +73,7 @@ _PNG_BIT_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16),
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 # SOF markers: C0–CF except DHT (C4), JPG (C8) and DAC (CC).
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_PROGRESSIVE = frozenset([0xC2, 0xC6, 0xCA, 0xCE])
 # Markers without a length field: TEM and RST0–7 (SOI and EOI are handled on their own).
 _JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])
 
@@ -99,9 +100,10 @@ DIMENSION_PROBLEMS = frozenset([Problem.TOO_SMALL, Problem.TOO_LARGE])
 
 
 class ImageRejected(Exception):
-    """An image that cannot be used: `code` is the manifest error code, `message` says why in detail."""
+    """An image that cannot be used: `code` is the manifest error code, `message` says why in detail,
+    `problem` what exactly is wrong (set by everything in this module)."""
 
-    def __init__(self, code: str, message: str, problem: Problem) -> None:
+    def __init__(self, code: str, message: str, problem: Problem | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
@@ -244,8 +246,10 @@ def _inspect(data: bytes, limits: ImageLimits) -> ImageInfo:
     _check_dimensions(width, height, limits)
     if fmt == "PNG":
         _check_png_data(data, header)
-    else:
-        scans = data.count(b"\xff\xda")  # SOS markers (an embedded thumbnail's count too: harmless)
+    elif header.progressive:
+        # A sequential JPEG holds each component in at most one scan; a progressive one may hold any
+        # number, each a pass over the whole image. Counts SOS markers (a thumbnail's too: harmless).
+        scans = data.count(b"\xff\xda")
         if scans > limits.max_jpeg_scans:
             raise _Invalid(
                 Problem.CORRUPT, f"the JPEG has {scans} scans; at most {limits.max_jpeg_scans} are accepted"
@@ -296,6 +300,7 @@ class _Header:
     bit_depth: int = 8
     color_type: int = 0
     interlace: int = 0
+    progressive: bool = False  # JPEG SOF2/6/10/14: any number of scans
 
 
 def _png_header(data: bytes) -> _Header:
@@ -346,7 +351,7 @@ def _jpeg_header(data: bytes) -> _Header:
             # Height 0 (defined later by a DNL marker) is legal JPEG that libjpeg cannot decode.
             if width == 0 or height == 0:
                 raise _Invalid(Problem.CORRUPT, "the JPEG frame header has a zero dimension")
-            return _Header(width, height)
+            return _Header(width, height, progressive=marker in _JPEG_PROGRESSIVE)
         pos += length
     raise _Invalid(Problem.CORRUPT, "the JPEG has no frame header (truncated or not an image)")
 
@@ -537,13 +542,10 @@ class ImageIngestor:
         """Reads s3://bucket/key (at most limits.max_bytes), inspects it and stores our copy."""
         try:
             data = self.store.get_bytes(bucket, key, max_bytes=self.limits.max_bytes)
-        except ImageTooLarge:
-            return _rejected(
-                Problem.FILE_TOO_LARGE,
-                f"s3://{bucket}/{key} is larger than {self.limits.max_bytes} bytes",
-            )
-        except InvalidS3Object as exc:
-            return _rejected(Problem.UNREADABLE, f"s3://{bucket}/{key} cannot be read: {exc.message}")
+        except ImageTooLarge as exc:  # "s3://b/k is N bytes; the limit is M"
+            return _rejected(Problem.FILE_TOO_LARGE, exc.message)
+        except InvalidS3Object as exc:  # "cannot access s3://b/k: NoSuchKey"
+            return _rejected(Problem.UNREADABLE, f"the image cannot be read: {exc.message}")
         return self._ingest_data(data, dimension_code, f"s3://{bucket}/{key}: ")
 
     def ingest_bytes(self, data: bytes, *, dimension_code: str = ERROR_INVALID_IMAGE) -> IngestResult:

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 __all__ = [
     "CLASSIFICATION_TYPE",
+    "DEFAULT_LIMITS",
     "DETECTION_TYPE",
     "MULTILABEL_TYPE",
     "MESSAGES",
@@ -43,6 +44,7 @@ __all__ = [
     "image_level_line",
     "iter_lines",
     "parse_line",
+    "parse_source_ref",
     "project_model_type",
     "split_lines",
     "summarize",
@@ -744,25 +746,29 @@ def _check_detection(
     ):
         rec.attribute(attr, ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT)
         return None
-    if not annotations:
+    count = len(annotations)
+    if not count:
         return size, 0, [], {}
-    if len(objects) < len(annotations) or any(
-        type(o) is not dict or o.get("confidence") is None for o in objects[: len(annotations)]
-    ):
+    if len(objects) < count:
         rec.attribute(attr, ERROR_MISSING_BOUNDING_BOX_CONFIDENCE)
         return None
+    for obj in objects[:count]:
+        if type(obj) is not dict or obj.get("confidence") is None:
+            rec.attribute(attr, ERROR_MISSING_BOUNDING_BOX_CONFIDENCE)
+            return None
     names: list[str] = []
+    longest = limits.max_label_name_chars
     for box in annotations:
         name = class_map.get(str(box["class_id"]))
         if name is None:
             rec.attribute(attr, ERROR_MISSING_CLASS_MAP_ID)
             return None
         names.append(name)
-    # Only names in use become labels, so only they are length-checked.
-    longest = limits.max_label_name_chars
-    if any(not 1 <= len(n) <= longest for n in set(names)):
-        rec.attribute(attr, ERROR_INVALID_LABEL_NAME_LENGTH, label_name_length_message(limits))
-        return None
+    # Only names in use become labels, so only they are length-checked (after every id resolved: §5 order).
+    for name in set(names):
+        if not 1 <= len(name) <= longest:
+            rec.attribute(attr, ERROR_INVALID_LABEL_NAME_LENGTH, label_name_length_message(limits))
+            return None
     width, height = frame or size
     scale = min(1.0, limits.training_max_side / max(width, height))
     right, bottom = width + limits.frame_tolerance, height + limits.frame_tolerance
@@ -776,7 +782,7 @@ def _check_detection(
             rec.annotation(attr, index, box, ERROR_BOUNDING_BOX_TOO_SMALL)
         else:
             valid[name] = valid.get(name, 0) + 1
-    return size, len(annotations), names, valid
+    return size, count, names, valid
 
 
 def _boxes_ok(annotations: list[Any]) -> bool:

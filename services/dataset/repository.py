@@ -222,8 +222,10 @@ class DatasetRepository:
             clauses.append("is_labeled = %(labeled)s")
             params["labeled"] = flt.labeled
         if flt.source_ref_contains:
-            clauses.append("strpos(source_ref, %(contains)s) > 0")
-            params["contains"] = flt.source_ref_contains
+            # LIKE (not strpos) so the trigram index applies; the user's text is matched literally.
+            clauses.append("source_ref LIKE %(contains)s")
+            escaped = flt.source_ref_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params["contains"] = f"%{escaped}%"
         if flt.has_errors:
             clauses.append("has_errors")
         with self.pool.connection() as conn:

@@ -74,6 +74,19 @@ def chunk(ctype: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body))
 
 
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def scanline_bytes(width: int, height: int, bit_depth: int, color_type: int, interlace: int) -> int:
+    """Bytes of filtered scanlines a PNG needs (PNG spec 7.2, 8.2), counted pass by pass."""
+    bits = bit_depth * CHANNELS[color_type]
+    passes = [(width, height)]
+    if interlace:
+        passes = [(len(range(x0, width, dx)), len(range(y0, height, dy))) for x0, y0, dx, dy in ADAM7]
+    return sum(rows * (1 + (cols * bits + 7) // 8) for cols, rows in passes if cols and rows)
+
+
 def handmade_png(
     width: int,
     height: int,
@@ -82,16 +95,22 @@ def handmade_png(
     color_type: int = 0,
     interlace: int = 0,
     idat: bytes | None = None,
+    extra: int = 0,
 ) -> bytes:
-    """A PNG written chunk by chunk. Without `idat`, the image data is all zero (black) rows, compressed
-    from a generator, so even a large image costs no memory; with it, `idat` is the chunk's content."""
+    """A PNG written chunk by chunk: black, or with `idat` as the image data chunk's content.
+
+    The zero scanlines are compressed piece by piece, so even a 4096×4096 16-bit RGBA image costs little
+    memory; `extra` adds (or, negative, removes) bytes of image data.
+    """
     header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, interlace)
     if idat is None:
-        if width * height > 100_000_000:
-            raise ValueError("pass idat for images this large")
-        idat = zlib.compress(
-            bytes(images._png_data_length(images._Header(width, height, bit_depth, color_type, interlace)))
-        )
+        squeeze = zlib.compressobj(9)
+        left = scanline_bytes(width, height, bit_depth, color_type, interlace) + extra
+        parts = []
+        while left > 0:
+            parts.append(squeeze.compress(bytes(min(left, MiB))))
+            left -= MiB
+        idat = b"".join(parts) + squeeze.flush()
     body = chunk(b"IHDR", header)
     if color_type == 3:
         body += chunk(b"PLTE", bytes(range(256)) * 3)
@@ -175,6 +194,14 @@ def test_handmade_png_of_every_depth_and_interlacing_is_accepted(
     Image.open(io.BytesIO(data)).load()  # Pillow agrees the file is valid
     info = inspect(data)
     assert (info.width, info.height) == (67, 131)
+    # The image data must be exactly as long as the header calls for.
+    for extra in (-1, 1):
+        exc = rejected(
+            handmade_png(
+                67, 131, bit_depth=bit_depth, color_type=color_type, interlace=interlace, extra=extra
+            )
+        )
+        assert exc.problem == Problem.CORRUPT
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
@@ -245,6 +272,12 @@ def test_anything_but_png_or_jpeg_is_invalid_image(data: bytes) -> None:
         pytest.param(images.JPEG_SIGNATURE + b"\xe0garbage" * 10, id="jpeg-garbage"),
         pytest.param(images.JPEG_SIGNATURE + b"\xd9", id="jpeg-eoi-only"),
         pytest.param(handmade_png(100, 100)[:40], id="png-header-only"),
+        pytest.param(
+            b"".join(
+                [images.PNG_SIGNATURE] + [chunk(t, b) for t, b in chunks_of(png(mode="P")) if t != b"PLTE"]
+            ),
+            id="palette-png-without-palette",
+        ),
     ],
 )
 def test_png_or_jpeg_signature_with_garbage_is_invalid_image(data: bytes) -> None:
@@ -448,6 +481,7 @@ def test_png_exif_orientation_is_ignored_like_rekognition_does() -> None:
     assert (info.orientation, info.width, info.height) == (1, 300, 200)
 
 
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
 def test_broken_exif_does_not_reject_the_image() -> None:
     data = jpeg()
     broken = data[:2] + b"\xff\xe1" + struct.pack(">H", 20) + b"Exif\x00\x00MM\x00*garbage!" + data[2:]

@@ -1580,3 +1580,66 @@ def test_every_real_manifest_line_survives_a_store_and_reparse_round_trip():
             assert p.dropped is None, path
             again = parse_line(p.to_json())
             assert again.to_json() == p.to_json() and again.errors == p.errors and again.labels == p.labels
+
+
+# --------------------------------------------------------------------------- wrong types everywhere
+
+_FUZZ_KEYS = [
+    "source-ref", "a", "a-metadata", "a-metadata-metadata", "cl-errors", "cl-metadata", "type", "class-name",
+    "confidence", "human-annotated", "creation-date", "job-name", "objects", "class-map", "image_size",
+    "annotations", "class_id", "left", "top", "width", "height", "depth", "confidence-map", "0",
+]  # fmt: skip
+_FUZZ_SCALARS = [
+    0, 1, -1, 5, 64, 1280, 5000, 0.5, 1.5, True, False, None, "s3://bucket/a.jpg", "groundtruth/object-detection",
+    "groundtruth/image-classification", "groundtruth/image-classification-multilabel", "yes", "2023-05-02T08:30:00",
+    "x", "", "0",
+]  # fmt: skip
+
+
+def test_random_structures_never_crash_and_stored_lines_reparse_identically():
+    import random
+
+    rnd = random.Random(20240101)
+
+    def value(depth: int) -> Any:
+        r = rnd.random()
+        if depth > 3 or r < 0.35:
+            return rnd.choice(_FUZZ_SCALARS)
+        if r < 0.6:
+            return [value(depth + 1) for _ in range(rnd.randint(0, 3))]
+        return {rnd.choice(_FUZZ_KEYS): value(depth + 1) for _ in range(rnd.randint(0, 5))}
+
+    def mutated() -> dict[str, Any]:
+        line = rnd.choice([cls_line(), box_line(), copy.deepcopy(GT_MULTI), box_line([])])
+        for _ in range(rnd.randint(1, 3)):
+            node: Any = line
+            while isinstance(node, dict | list) and node and rnd.random() < 0.7:
+                key = rnd.choice(list(node) if isinstance(node, dict) else range(len(node)))
+                if not isinstance(node[key], dict | list):
+                    break
+                node = node[key]
+            if isinstance(node, dict) and node:
+                node[rnd.choice([*node, *_FUZZ_KEYS])] = value(2)
+            elif isinstance(node, list) and node:
+                node[rnd.randrange(len(node))] = value(2)
+        return line
+
+    entries = 0
+    for _ in range(3000):
+        extra = {rnd.choice(_FUZZ_KEYS): value(1) for _ in range(rnd.randint(0, 5))}
+        line = mutated() if rnd.random() < 0.7 else {"source-ref": REF, **extra}
+        p = parse(line)
+        if p.entry is None:
+            continue
+        entries += 1
+        text = p.to_json()
+        again = parse_line(text)
+        assert again.to_json() == text and again.errors == p.errors
+        q = m.apply_image(
+            p,
+            rnd.choice([50, 640, 5000]),
+            rnd.choice([50, 480]),
+            rnd.choice([None, ("ERROR_INVALID_IMAGE", "x")]),
+        )
+        assert q.to_json() and p.to_json() == text
+    assert entries > 2000

@@ -1,0 +1,254 @@
+"""Dataset benchmarks (issue 3): end-to-end import speed, and ListDatasetEntries page time vs. size.
+
+`python -m bench.datasets` starts its own Postgres and S3 server (scripts/embedded.py) and the
+project + dataset services in-process, then measures:
+
+1. Import: a 2,000-image Ground Truth manifest (640×480 JPEGs, ~80 KB, already in the S3 store),
+   CreateDataset → CREATE_COMPLETE, in images/s. Baseline in the same run: the same 2,000 objects
+   read sequentially with plain GETs (the floor any import pays).
+2. Page time: ListDatasetEntries on a 1,000-entry and a 100,000-entry dataset, for the first page,
+   a deep page, and each filter; p50 of 30 calls; the ratio 100k / 1k must stay flat (≤ 1.5).
+   The large dataset's rows are written straight into its table (100k image imports would only
+   measure the import again); the read path measured is the real gRPC one.
+
+Results go to bench/results/datasets.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+from customlabels.dataset.v1 import dataset_service_pb2 as ds
+from customlabels.project.v1 import project_service_pb2 as pj
+
+from bench.images import photo_like_jpegs
+from scripts import inprocess
+from scripts.embedded import Postgres, SeaweedS3, free_port
+
+RESULTS = Path(__file__).resolve().parent / "results" / "datasets.md"
+LABELS = ("apple", "banana", "cherry", "date")
+
+
+def wait(services: inprocess.LocalServices, arn: str) -> ds.DatasetDescription:
+    while True:
+        desc = services.dataset.DescribeDataset(
+            ds.DescribeDatasetRequest(dataset_arn=arn)
+        ).dataset_description
+        if not ds.DatasetStatus.Name(desc.status).endswith("IN_PROGRESS"):
+            return desc
+        time.sleep(0.05)
+
+
+def line(ref: str, label: str) -> str:
+    return json.dumps(
+        {
+            "source-ref": ref,
+            "l": 0,
+            "l-metadata": {
+                "class-name": label,
+                "confidence": 1,
+                "type": "groundtruth/image-classification",
+                "human-annotated": "yes",
+                "creation-date": "2024-01-01T00:00:00",
+            },
+        }
+    )
+
+
+def bench_import(services: inprocess.LocalServices, count: int) -> list[tuple[str, float, float]]:
+    blobs = photo_like_jpegs(count)
+    bucket = "bench-source"
+    services.store.ensure_bucket(bucket)
+    refs = []
+    for i, blob in enumerate(blobs):
+        services.store.put_bytes(bucket, f"img/{i:05d}.jpg", blob)
+        refs.append(f"s3://{bucket}/img/{i:05d}.jpg")
+    manifest = "\n".join(line(r, LABELS[i % 4]) for i, r in enumerate(refs)).encode()
+    services.store.put_bytes(bucket, "bench.manifest", manifest)
+
+    start = time.perf_counter()
+    for i in range(count):
+        services.store.get_bytes(bucket, f"img/{i:05d}.jpg")
+    baseline = time.perf_counter() - start
+
+    project = services.project.CreateProject(pj.CreateProjectRequest(project_name="bench-import")).project_arn
+    start = time.perf_counter()
+    arn = services.dataset.CreateDataset(
+        ds.CreateDatasetRequest(
+            project_arn=project,
+            dataset_type=ds.DATASET_TYPE_TRAIN,
+            dataset_source=ds.DatasetSource(
+                ground_truth_manifest={"s3_object": {"bucket": bucket, "name": "bench.manifest"}}
+            ),
+        )
+    ).dataset_arn
+    desc = wait(services, arn)
+    elapsed = time.perf_counter() - start
+    assert desc.status == ds.DATASET_STATUS_CREATE_COMPLETE, desc.status_message
+    assert desc.dataset_stats.total_entries == count
+    return [
+        ("sequential GET of every image (baseline)", baseline, count / baseline),
+        ("CreateDataset → CREATE_COMPLETE", elapsed, count / elapsed),
+    ]
+
+
+def fill(database_url: str, services: inprocess.LocalServices, name: str, size: int) -> str:
+    """A dataset of `size` entries: created empty through the API, rows written with COPY."""
+    project = services.project.CreateProject(pj.CreateProjectRequest(project_name=name)).project_arn
+    arn = services.dataset.CreateDataset(
+        ds.CreateDatasetRequest(project_arn=project, dataset_type=ds.DATASET_TYPE_TRAIN)
+    ).dataset_arn
+    with psycopg.connect(database_url) as conn:
+        (dataset_id,) = conn.execute("SELECT id FROM dataset.datasets WHERE arn = %s", (arn,)).fetchone()
+        with conn.cursor().copy(
+            "COPY dataset.entries (dataset_id, source_ref, line, labels, image_labels, is_labeled, has_errors, usable,"
+            " image_key) FROM STDIN"
+        ) as copy:
+            for i in range(size):
+                ref = f"s3://bench/{'odd' if i % 2 else 'even'}/{i:07d}.jpg"
+                label = LABELS[i % 4]
+                has_errors = i % 97 == 0
+                copy.write_row(
+                    (
+                        dataset_id,
+                        ref,
+                        line(ref, label),
+                        [label],
+                        [label],
+                        i % 10 != 0,
+                        has_errors,
+                        not has_errors,
+                        f"sha256/{i:064x}",
+                    )
+                )
+        conn.execute("ANALYZE dataset.entries")
+    return arn
+
+
+def p50_ms(call, n: int = 30) -> float:
+    call()
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def bench_pages(database_url: str, services: inprocess.LocalServices) -> list[tuple[str, float, float]]:
+    small = fill(database_url, services, "bench-1k", 1_000)
+    large = fill(database_url, services, "bench-100k", 100_000)
+
+    def deep_token(arn: str, size: int) -> str:
+        # A token pointing into the middle of the dataset, obtained the way a client would.
+        page = services.dataset.ListDatasetEntries(
+            ds.ListDatasetEntriesRequest(dataset_arn=arn, max_results=100)
+        )
+        token, skip = page.next_token, size // 200
+        for _ in range(skip):
+            token = services.dataset.ListDatasetEntries(
+                ds.ListDatasetEntriesRequest(dataset_arn=arn, max_results=100, next_token=token)
+            ).next_token
+        return token
+
+    deep = {small: deep_token(small, 1_000), large: deep_token(large, 100_000)}
+    queries = {
+        "first page (100)": lambda arn: ds.ListDatasetEntriesRequest(dataset_arn=arn),
+        "page in the middle": lambda arn: ds.ListDatasetEntriesRequest(dataset_arn=arn, next_token=deep[arn]),
+        "ContainsLabels=[apple]": lambda arn: ds.ListDatasetEntriesRequest(
+            dataset_arn=arn, contains_labels=["apple"]
+        ),
+        "Labeled=false": lambda arn: ds.ListDatasetEntriesRequest(dataset_arn=arn, labeled=False),
+        "HasErrors=true": lambda arn: ds.ListDatasetEntriesRequest(dataset_arn=arn, has_errors=True),
+        "SourceRefContains=/odd/": lambda arn: ds.ListDatasetEntriesRequest(
+            dataset_arn=arn, source_ref_contains="/odd/"
+        ),
+        "ListDatasetLabels": None,
+    }
+    rows = []
+    for name, build in queries.items():
+        if build is None:
+            t_small = p50_ms(
+                lambda: services.dataset.ListDatasetLabels(ds.ListDatasetLabelsRequest(dataset_arn=small))
+            )
+            t_large = p50_ms(
+                lambda: services.dataset.ListDatasetLabels(ds.ListDatasetLabelsRequest(dataset_arn=large))
+            )
+        else:
+            t_small = p50_ms(lambda build=build: services.dataset.ListDatasetEntries(build(small)))
+            t_large = p50_ms(lambda build=build: services.dataset.ListDatasetEntries(build(large)))
+        rows.append((name, t_small, t_large))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Runs both benchmarks and writes the Markdown table."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", type=int, default=2000, help="images to import (0: skip the import)")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="customlabels-bench-"))
+    work.chmod(0o755)
+    pg = Postgres(work / "pg", free_port(), secrets.token_hex(8), work / "pg.log", die_with_parent=True)
+    s3 = SeaweedS3(
+        work / "s3",
+        SeaweedS3.pick_ports(),
+        "bench" + secrets.token_hex(4),
+        secrets.token_hex(16),
+        work / "s3.log",
+        die_with_parent=True,
+    )
+    services = None
+    try:
+        pg.start()
+        s3.start()
+        pg.wait_ready(60)
+        s3.wait_ready(60)
+        services = inprocess.start(pg.admin_url, s3.s3)
+        imports = bench_import(services, args.images) if args.images else []
+        pages = bench_pages(pg.admin_url, services)
+    finally:
+        if services:
+            services.stop()
+        s3.stop()
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    out = [
+        "# Dataset benchmarks",
+        "",
+        f"2 CPUs; Postgres 15 and SeaweedFS on the same machine; services in-process over real gRPC. {args.images}"
+        " distinct 640×480 JPEGs (~80 KB).",
+        "",
+        *(
+            [
+                "| Import | Seconds | Images/s |",
+                "|---|---:|---:|",
+                *[f"| {name} | {sec:.2f} | {rate:,.0f} |" for name, sec, rate in imports],
+                "",
+                f"Import / baseline throughput: {imports[1][2] / imports[0][2]:.2f}×",
+                "",
+            ]
+            if imports
+            else []
+        ),
+        "| ListDatasetEntries (p50 of 30) | 1k entries, ms | 100k entries, ms | 100k / 1k |",
+        "|---|---:|---:|---:|",
+        *[f"| {name} | {a:.2f} | {b:.2f} | {b / a:.2f} |" for name, a, b in pages],
+        "",
+    ]
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text("\n".join(out))
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
