@@ -110,6 +110,7 @@ class _Batch:
     total_lines: int = 0
     dropped: int = 0
     line_errors: int = 0
+    ignored: int = 0
     labels: set[str] = field(default_factory=set)
 
 
@@ -583,7 +584,12 @@ class DatasetService:
 
     def _check_terminal(self, batch: _Batch) -> None:
         error = manifest.terminal_error(
-            batch.total_lines, batch.dropped, batch.line_errors, len(batch.labels), self.limits.manifest
+            batch.total_lines,
+            batch.dropped,
+            batch.line_errors,
+            len(batch.labels),
+            self.limits.manifest,
+            ignored_lines=batch.ignored,
         )
         if error is not None:
             raise TerminalError(*error)
@@ -634,15 +640,17 @@ class DatasetService:
         refs = [(p.bucket, p.key) for p in parsed.values()]
         for p, (_, result) in zip(parsed.values(), self.ingestor.ingest_many(refs), strict=True):
             info = result.info
+            # The entry keeps AWS's fixed text for the code, then says what exactly is wrong.
+            error = (result.error.code, f"{result.error.aws_message} ({result.error.message})") if result.error else None
             p = manifest.apply_image(
                 p,
                 info.width if info else None,
                 info.height if info else None,
-                result.error,
+                error,
                 self.limits.manifest,
             )
-            if p.line_error:
-                batch.line_errors += 1
+            batch.line_errors += p.line_error
+            batch.ignored += p.ignored
             batch.labels |= p.labels
             batch.entries.append(
                 EntryRow(

@@ -73,7 +73,6 @@ _PNG_BIT_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16),
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 # SOF markers: C0–CF except DHT (C4), JPG (C8) and DAC (CC).
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_JPEG_PROGRESSIVE = frozenset([0xC2, 0xC6, 0xCA, 0xCE])
 # Markers without a length field: TEM and RST0–7 (SOI and EOI are handled on their own).
 _JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])
 
@@ -132,9 +131,10 @@ class ImageLimits:
     max_side: int = 4096
     max_aspect_ratio: float = 20.0
     max_bytes: int = 15 * MiB
-    # A progressive JPEG re-reads the whole image per scan; encoders write about 10. Caps the CPU a
-    # crafted file of thousands of tiny scans could cost (libjpeg-turbo's tools suggest 500).
-    max_jpeg_scans: int = 500
+    # Each JPEG scan is a pass over the whole image (≈18 ms for a 4096² progressive one here); encoders
+    # write at most a few dozen (libjpeg's progressive default: 10). Caps what a crafted file of
+    # thousands of tiny scans could cost.
+    max_jpeg_scans: int = 100
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_side <= self.max_side:
@@ -246,9 +246,9 @@ def _inspect(data: bytes, limits: ImageLimits) -> ImageInfo:
     _check_dimensions(width, height, limits)
     if fmt == "PNG":
         _check_png_data(data, header)
-    elif header.progressive:
-        # A sequential JPEG holds each component in at most one scan; a progressive one may hold any
-        # number, each a pass over the whole image. Counts SOS markers (a thumbnail's too: harmless).
+    else:
+        # Each scan is a pass over the whole image and libjpeg accepts any number of them (progressive
+        # and non-interleaved files). Counts SOS markers (an embedded thumbnail's too: harmless).
         scans = data.count(b"\xff\xda")
         if scans > limits.max_jpeg_scans:
             raise _Invalid(
@@ -300,7 +300,6 @@ class _Header:
     bit_depth: int = 8
     color_type: int = 0
     interlace: int = 0
-    progressive: bool = False  # JPEG SOF2/6/10/14: any number of scans
 
 
 def _png_header(data: bytes) -> _Header:
@@ -351,7 +350,7 @@ def _jpeg_header(data: bytes) -> _Header:
             # Height 0 (defined later by a DNL marker) is legal JPEG that libjpeg cannot decode.
             if width == 0 or height == 0:
                 raise _Invalid(Problem.CORRUPT, "the JPEG frame header has a zero dimension")
-            return _Header(width, height, progressive=marker in _JPEG_PROGRESSIVE)
+            return _Header(width, height)
         pos += length
     raise _Invalid(Problem.CORRUPT, "the JPEG has no frame header (truncated or not an image)")
 

@@ -400,6 +400,9 @@ def test_list_dataset_entries_filters_combine(stack, mixed):
     assert len(entries(stack, mixed, source_ref_contains="/free/")) == 4
     assert len(entries(stack, mixed, source_ref_contains="/free/", labeled=True)) == 1
     assert entries(stack, mixed, contains_labels=["nope"]) == []
+    # The text is matched literally: LIKE wildcards in it match nothing here.
+    assert entries(stack, mixed, source_ref_contains="%") == []
+    assert entries(stack, mixed, source_ref_contains="_") == []
 
 
 def test_list_dataset_entries_pages_in_source_ref_order(stack, mixed):
