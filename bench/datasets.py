@@ -168,7 +168,12 @@ def bench_pages(database_url: str, services: inprocess.LocalServices) -> list[tu
         ),
         "Labeled=false": lambda arn: ds.ListDatasetEntriesRequest(dataset_arn=arn, labeled=False),
         "HasErrors=true": lambda arn: ds.ListDatasetEntriesRequest(dataset_arn=arn, has_errors=True),
-        "SourceRefContains=/odd/": lambda arn: ds.ListDatasetEntriesRequest(
+        "SourceRefContains=<one image>": lambda arn: ds.ListDatasetEntriesRequest(
+            dataset_arn=arn, source_ref_contains="/odd/0000777.jpg"
+        ),
+        # A "folder" holding half the entries, sorted after the other half: the first page scans
+        # past every entry of the other folder.
+        "SourceRefContains=/odd/ (half the entries)": lambda arn: ds.ListDatasetEntriesRequest(
             dataset_arn=arn, source_ref_contains="/odd/"
         ),
         "ListDatasetLabels": None,

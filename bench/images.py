@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     blobs = photo_like_jpegs(args.images)
     sizes = np.array([len(b) for b in blobs])
 
+    load_before = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="bench-images-"))
     access, secret = "bench" + secrets.token_hex(6), secrets.token_hex(20)
     server = SeaweedS3(
@@ -214,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
         f"({sizes.min() / 1024:.0f}–{sizes.max() / 1024:.0f} KB); SeaweedFS `weed mini` on the same "
         f"machine; {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
         f"Pillow {Image.__version__}. CPU columns: milliseconds of CPU per image, of this process and of "
-        "the S3 server.",
+        f"the S3 server. Load average (1 min) {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} "
+        "after: other work on the machine makes the rates lower and noisier.",
         "",
         "| Run | Seconds | Images/s | vs. baseline | Our CPU ms/img | S3 server CPU ms/img |",
         "|---|---:|---:|---:|---:|---:|",

@@ -52,7 +52,8 @@ def build_server(config: Config, deps: Deps) -> RunningServer:
     """Starts a dataset server and its job runner; marks it SERVING."""
     deps.store.ensure_bucket(config.images_bucket)
     repo = DatasetRepository(deps.pool)
-    ingestor = ImageIngestor(deps.store, config.images_bucket)
+    # 16 threads keep both cores busy while requests to the object store are in flight.
+    ingestor = ImageIngestor(deps.store, config.images_bucket, max_workers=16)
     service = DatasetService(
         repo,
         deps.store,

@@ -641,7 +641,11 @@ class DatasetService:
         for p, (_, result) in zip(parsed.values(), self.ingestor.ingest_many(refs), strict=True):
             info = result.info
             # The entry keeps AWS's fixed text for the code, then says what exactly is wrong.
-            error = (result.error.code, f"{result.error.aws_message} ({result.error.message})") if result.error else None
+            error = (
+                (result.error.code, f"{result.error.aws_message} ({result.error.message})")
+                if result.error
+                else None
+            )
             p = manifest.apply_image(
                 p,
                 info.width if info else None,

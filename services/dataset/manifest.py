@@ -1174,3 +1174,17 @@ def image_level_line(
             "creation-date": stamp,
         }
     return _dumps(line)
+
+
+MIN_LABEL_OVERLAP = 0.5
+
+
+def label_overlap(train_labels: set[str], test_labels: set[str]) -> float | None:
+    """|train ∩ test| / |train| (spec/manifest.md §5); None when TRAIN has no labels.
+
+    Training fails with ERROR_INSUFFICIENT_LABEL_OVERLAP below MIN_LABEL_OVERLAP; the dataset service
+    uses it to warn as soon as both datasets exist.
+    """
+    if not train_labels:
+        return None
+    return len(train_labels & test_labels) / len(train_labels)

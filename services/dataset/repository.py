@@ -283,6 +283,22 @@ class DatasetRepository:
             )
             return cur.fetchall()
 
+    def label_names(self, dataset_id: int) -> set[str]:
+        """Returns the names of a dataset's labels."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT name FROM labels WHERE dataset_id = %(id)s", {"id": dataset_id}
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def append_status_message(self, dataset_id: int, text: str) -> None:
+        """Adds a sentence to the status message of the last operation."""
+        with self.pool.connection() as conn:
+            conn.execute(
+                "UPDATE datasets SET status_message = status_message || ' ' || %(text)s WHERE id = %(id)s",
+                {"id": dataset_id, "text": text},
+            )
+
     # -- jobs -------------------------------------------------------------------------------------
 
     @staticmethod
