@@ -516,8 +516,28 @@ class DatasetService:
             f"{len(batch.entries)} entries imported from {batch.total_lines} lines"
             f" ({batch.dropped} dropped, {batch.line_errors} with errors)."
         )
+        labels = batch.labels | (self.repo.label_names(row.id) if mode == "update" else set())
+        message = " ".join(filter(None, [message, self._label_overlap_warning(row, labels)]))
         self.repo.commit(
             job, owner, row.id, batch.entries, mode != "update", final_ok, message, _now(self.clock)
+        )
+
+    def _label_overlap_warning(self, row: DatasetRow, labels: set[str]) -> str | None:
+        """Warns early when training would fail the TRAIN/TEST label overlap rule (spec/limits.md §2)."""
+        other_type = "TEST" if row.dataset_type == "TRAIN" else "TRAIN"
+        other = next(
+            (d for d in self.repo.for_projects([row.project_arn]) if d.dataset_type == other_type), None
+        )
+        if other is None or other.total_entries == 0:
+            return None
+        others = self.repo.label_names(other.id)
+        train, test = (labels, others) if row.dataset_type == "TRAIN" else (others, labels)
+        share = manifest.label_overlap(train, test)
+        if share is None or share >= manifest.MIN_LABEL_OVERLAP:
+            return None
+        return (
+            f"Warning: only {share:.0%} of the TRAIN labels appear in the TEST dataset; training needs at least"
+            f" {manifest.MIN_LABEL_OVERLAP:.0%} (ERROR_INSUFFICIENT_LABEL_OVERLAP)."
         )
 
     def give_up(self, job: JobRow, owner: str, reason: str) -> None:
@@ -641,11 +661,13 @@ class DatasetService:
         for p, (_, result) in zip(parsed.values(), self.ingestor.ingest_many(refs), strict=True):
             info = result.info
             # The entry keeps AWS's fixed text for the code, then says what exactly is wrong.
-            error = (
-                (result.error.code, f"{result.error.aws_message} ({result.error.message})")
-                if result.error
-                else None
-            )
+            error = None
+            if result.error:
+                code = result.error.code
+                if result.error.problem in images.DIMENSION_PROBLEMS and p.image_size is not None:
+                    # The spec reports a bad size of a bounding-box image as a dimension error.
+                    code = images.ERROR_INVALID_IMAGE_DIMENSION
+                error = (code, f"{images.AWS_MESSAGES[code]} ({result.error.message})")
             p = manifest.apply_image(
                 p,
                 info.width if info else None,
