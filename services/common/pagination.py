@@ -12,10 +12,13 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from services.common.errors import InvalidPaginationToken, InvalidParameter
+
+T = TypeVar("T")
 
 MAX_TOKEN_CHARS = 1024
 TOKEN_TTL_S = 24 * 3600
@@ -80,3 +83,33 @@ class PageTokens:
         if not isinstance(position, list):
             raise InvalidPaginationToken("NextToken is not valid")
         return position
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of results and the token of the next page (None on the last page)."""
+
+    items: list[T]
+    next_token: str | None
+
+
+def keyset_page(
+    tokens: PageTokens,
+    operation: str,
+    filters: Mapping[str, Any],
+    next_token: str | None,
+    max_results: int,
+    fetch: Callable[[list[Any] | None, int], Sequence[T]],
+    position_of: Callable[[T], list[Any]],
+) -> Page[T]:
+    """Runs one keyset-paginated query: `fetch(position, limit)` returns rows after `position` in order.
+
+    One row more than the page is fetched, so a token is only handed out when a next page exists
+    (AWS clients loop until NextToken is absent).
+    """
+    position = tokens.decode(operation, filters, next_token)
+    rows = list(fetch(position, max_results + 1))
+    more = len(rows) > max_results
+    rows = rows[:max_results]
+    token = tokens.encode(operation, filters, position_of(rows[-1])) if more else None
+    return Page(rows, token)

@@ -85,7 +85,9 @@ class ObjectStore:
             raise
         return True
 
-    def get_bytes(self, bucket: str, key: str, max_bytes: int | None = None, version: str | None = None) -> bytes:
+    def get_bytes(
+        self, bucket: str, key: str, max_bytes: int | None = None, version: str | None = None
+    ) -> bytes:
         """Reads a whole object; ImageTooLarge past `max_bytes`, InvalidS3Object when unreadable.
 
         One GET: the size limit is checked on the response's Content-Length before the body is read

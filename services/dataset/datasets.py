@@ -29,7 +29,7 @@ from services.common.errors import (
     NotReady,
     ServiceError,
 )
-from services.common.pagination import PageTokens
+from services.common.pagination import Page, PageTokens, keyset_page
 from services.common.storage import ObjectStore
 from services.dataset import images, importers, manifest
 from services.dataset.images import ImageIngestor
@@ -42,7 +42,6 @@ from services.dataset.repository import (
     EntryFilter,
     EntryRow,
     JobRow,
-    LabelRow,
 )
 
 log = logging.getLogger("customlabels.dataset")
@@ -73,14 +72,6 @@ class DatasetLimits:
     max_manifest_bytes: int = 1024**3
     max_coco_bytes: int = 512 * 1024**2
     distribute_test_share: float = 0.2
-
-
-@dataclass(frozen=True)
-class Page:
-    """A page of results and the next page's token."""
-
-    items: list[Any]
-    next_token: str | None
 
 
 @dataclass(frozen=True)
@@ -447,26 +438,34 @@ class DatasetService:
             "contains": flt.source_ref_contains,
             "errors": flt.has_errors,
         }
-        position = self.tokens.decode("ListDatasetEntries", filters, next_token)
-        after = str(position[0]) if position else None
-        rows = self.repo.list_entries(row.id, flt, after, max_results + 1)
-        more = len(rows) > max_results
-        rows = rows[:max_results]
-        token = self.tokens.encode("ListDatasetEntries", filters, [rows[-1][0]]) if more else None
-        return Page([line for _, line in rows], token)
+        page = keyset_page(
+            self.tokens,
+            "ListDatasetEntries",
+            filters,
+            next_token,
+            max_results,
+            lambda position, limit: self.repo.list_entries(
+                row.id, flt, str(position[0]) if position else None, limit
+            ),
+            lambda entry: [entry[0]],
+        )
+        return Page([line for _, line in page.items], page.next_token)
 
     def list_labels(self, dataset_arn: str, next_token: str | None, max_results: int) -> Page:
         """Returns a page of labels with their statistics, by name."""
         row = self._readable(dataset_arn)
         filters = {"arn": dataset_arn}
-        position = self.tokens.decode("ListDatasetLabels", filters, next_token)
-        rows: list[LabelRow] = self.repo.list_labels(
-            row.id, str(position[0]) if position else None, max_results + 1
+        return keyset_page(
+            self.tokens,
+            "ListDatasetLabels",
+            filters,
+            next_token,
+            max_results,
+            lambda position, limit: self.repo.list_labels(
+                row.id, str(position[0]) if position else None, limit
+            ),
+            lambda label: [label.name],
         )
-        more = len(rows) > max_results
-        rows = rows[:max_results]
-        token = self.tokens.encode("ListDatasetLabels", filters, [rows[-1].name]) if more else None
-        return Page(list(rows), token)
 
     def datasets_of(self, project_arns: Sequence[str]) -> dict[str, list[DatasetRow]]:
         """Returns the datasets of each project."""

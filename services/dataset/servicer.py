@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 
 import grpc
 from customlabels.common.v1 import types_pb2 as common
 from customlabels.dataset.v1 import dataset_service_pb2 as pb
 from customlabels.dataset.v1 import dataset_service_pb2_grpc as pb_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common import enums
 from services.common.errors import InvalidParameter
 from services.common.pagination import max_results
+from services.common.timestamps import timestamp
 from services.dataset.datasets import DatasetService, UploadedFile
 from services.dataset.repository import DatasetRow, EntryFilter
 
@@ -26,19 +25,10 @@ COCO_MODE = pb.CocoImportMode.DESCRIPTOR
 MAX_UPLOAD_IMAGE_BYTES = 15 * 1024 * 1024
 
 
-def _ts(value: datetime | int) -> Timestamp:
-    ts = Timestamp()
-    if isinstance(value, int):
-        ts.FromMilliseconds(value)
-    else:
-        ts.FromDatetime(value)
-    return ts
-
-
 def metadata(row: DatasetRow) -> pb.DatasetMetadata:
     """The DatasetMetadata of a dataset (DescribeProjects' Datasets[])."""
     return pb.DatasetMetadata(
-        creation_timestamp=_ts(row.created_ms),
+        creation_timestamp=timestamp(row.created_ms),
         dataset_type=enums.from_aws(TYPE, row.dataset_type),  # type: ignore[arg-type]
         dataset_arn=row.arn,
         status=enums.from_aws(STATUS, row.status),  # type: ignore[arg-type]
@@ -100,8 +90,8 @@ class DatasetServicer(pb_grpc.DatasetServiceServicer):
         row = self.service.get(request.dataset_arn)
         return pb.DescribeDatasetResponse(
             dataset_description=pb.DatasetDescription(
-                creation_timestamp=_ts(row.created_ms),
-                last_updated_timestamp=_ts(row.updated_at),
+                creation_timestamp=timestamp(row.created_ms),
+                last_updated_timestamp=timestamp(row.updated_at),
                 status=enums.from_aws(STATUS, row.status),  # type: ignore[arg-type]
                 status_message=row.status_message,
                 status_message_code=enums.from_aws(CODE, row.status_message_code),  # type: ignore[arg-type]

@@ -25,9 +25,9 @@ from services.common.errors import (
     NotFound,
     ServiceQuotaExceeded,
 )
-from services.common.pagination import PageTokens
+from services.common.pagination import Page, PageTokens, keyset_page
 from services.project import policy as policies
-from services.project.repository import NameTaken, PolicyRow, ProjectRepository, ProjectRow
+from services.project.repository import NameTaken, ProjectRepository, ProjectRow
 
 log = logging.getLogger("customlabels.project")
 
@@ -66,14 +66,6 @@ class Project:
 
     row: ProjectRow
     datasets: list[Any]
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of results and the token of the next page, if any."""
-
-    items: list[Any]
-    next_token: str | None
 
 
 class ProjectService:
@@ -151,18 +143,19 @@ class ProjectService:
         features = sorted(set(features)) or ["CUSTOM_LABELS"]
         names = sorted(set(names))
         filters = {"names": names, "features": features}
-        position = self.tokens.decode("DescribeProjects", filters, next_token)
-        after = (int(position[0]), int(position[1])) if position else None
-        rows = self.repo.list_projects(names, features, after, max_results + 1)
-        more = len(rows) > max_results
-        rows = rows[:max_results]
-        datasets = self.peers.datasets_of([r.arn for r in rows]) if rows else {}
-        token = (
-            self.tokens.encode("DescribeProjects", filters, [rows[-1].created_ms, rows[-1].id])
-            if more
-            else None
+        page = keyset_page(
+            self.tokens,
+            "DescribeProjects",
+            filters,
+            next_token,
+            max_results,
+            lambda position, limit: self.repo.list_projects(
+                names, features, (int(position[0]), int(position[1])) if position else None, limit
+            ),
+            lambda row: [row.created_ms, row.id],
         )
-        return Page([Project(r, datasets.get(r.arn, [])) for r in rows], token)
+        datasets = self.peers.datasets_of([r.arn for r in page.items]) if page.items else {}
+        return Page([Project(r, datasets.get(r.arn, [])) for r in page.items], page.next_token)
 
     def get_project(self, project_arn: str) -> ProjectRow:
         """Returns a project by ARN; NotFound when it does not exist."""
@@ -314,10 +307,14 @@ class ProjectService:
         """Returns a page of a project's policies, by name."""
         self.get_project(project_arn)
         filters = {"project": project_arn}
-        position = self.tokens.decode("ListProjectPolicies", filters, next_token)
-        after = str(position[0]) if position else None
-        rows: list[PolicyRow] = self.repo.list_policies(project_arn, after, max_results + 1)
-        more = len(rows) > max_results
-        rows = rows[:max_results]
-        token = self.tokens.encode("ListProjectPolicies", filters, [rows[-1].name]) if more else None
-        return Page(list(rows), token)
+        return keyset_page(
+            self.tokens,
+            "ListProjectPolicies",
+            filters,
+            next_token,
+            max_results,
+            lambda position, limit: self.repo.list_policies(
+                project_arn, str(position[0]) if position else None, limit
+            ),
+            lambda row: [row.name],
+        )

@@ -6,10 +6,10 @@ import grpc
 from customlabels.common.v1 import types_pb2 as common
 from customlabels.project.v1 import project_service_pb2 as pb
 from customlabels.project.v1 import project_service_pb2_grpc as pb_grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common import enums
 from services.common.pagination import max_results
+from services.common.timestamps import timestamp
 from services.project.projects import ProjectService
 from services.project.repository import ProjectRow
 
@@ -18,22 +18,10 @@ AUTO_UPDATE = common.ProjectAutoUpdate.DESCRIPTOR
 STATUS = pb.ProjectStatus.DESCRIPTOR
 
 
-def _ts(row_time: object) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(row_time)  # type: ignore[arg-type]
-    return ts
-
-
-def _ms_ts(ms: int) -> Timestamp:
-    ts = Timestamp()
-    ts.FromMilliseconds(ms)
-    return ts
-
-
 def _description(row: ProjectRow, datasets: list[object]) -> pb.ProjectDescription:
     return pb.ProjectDescription(
         project_arn=row.arn,
-        creation_timestamp=_ms_ts(row.created_ms),
+        creation_timestamp=timestamp(row.created_ms),
         status=enums.from_aws(STATUS, row.status),  # type: ignore[arg-type]
         datasets=datasets,  # type: ignore[arg-type]
         feature=enums.from_aws(FEATURE, row.feature),  # type: ignore[arg-type]
@@ -130,8 +118,8 @@ class ProjectServicer(pb_grpc.ProjectServiceServicer):
                     policy_name=p.name,
                     policy_revision_id=p.revision_id,
                     policy_document=p.document,
-                    creation_timestamp=_ts(p.created_at),
-                    last_updated_timestamp=_ts(p.updated_at),
+                    creation_timestamp=timestamp(p.created_at),
+                    last_updated_timestamp=timestamp(p.updated_at),
                 )
                 for p in page.items
             ],
@@ -155,7 +143,7 @@ class ProjectServicer(pb_grpc.ProjectServiceServicer):
         return pb.GetProjectResponse(
             project_arn=row.arn,
             project_name=row.name,
-            creation_timestamp=_ms_ts(row.created_ms),
+            creation_timestamp=timestamp(row.created_ms),
             status=enums.from_aws(STATUS, row.status),  # type: ignore[arg-type]
             feature=enums.from_aws(FEATURE, row.feature),  # type: ignore[arg-type]
             auto_update=enums.from_aws(AUTO_UPDATE, row.auto_update) if row.auto_update else 0,  # type: ignore[arg-type]
