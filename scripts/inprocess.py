@@ -17,9 +17,9 @@ from customlabels.project.v1 import project_service_pb2_grpc as pj_grpc
 from scripts.embedded import free_port
 from services.common import db
 from services.common.config import Config
+from services.common.jobs import JobSettings
 from services.common.storage import ObjectStore
 from services.dataset import app as dataset_app
-from services.dataset.jobs import JobSettings
 from services.dataset.peers import ProjectClient
 from services.project import app as project_app
 from services.project.peers import GrpcPeers

@@ -59,7 +59,7 @@ def expected_line_errors(manifest: Path, images: Path) -> int:
     for text in manifest.read_text().splitlines():
         line = json.loads(text)
         with Image.open(images / line["source-ref"].rsplit("/", 1)[1]) as im:
-            bad_size = not (64 <= min(im.size) and max(im.size) <= 4096)
+            bad_size = not (min(im.size) >= 64 and max(im.size) <= 4096)
         boxes = max((len(v.get("annotations", [])) for v in line.values() if isinstance(v, dict)), default=0)
         count += bad_size or boxes > 50
     return count

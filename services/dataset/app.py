@@ -12,12 +12,12 @@ from psycopg_pool import ConnectionPool
 
 from services.common import db, logs
 from services.common.config import Config
+from services.common.jobs import JobRunner, JobSettings
 from services.common.pagination import PageTokens
 from services.common.server import RunningServer, create_server, serve
 from services.common.storage import ObjectStore
 from services.dataset.datasets import DatasetLimits, DatasetService, ProjectPeer
 from services.dataset.images import ImageIngestor
-from services.dataset.jobs import JobRunner, JobSettings
 from services.dataset.peers import ProjectClient
 from services.dataset.repository import DatasetRepository
 from services.dataset.servicer import DatasetServicer
@@ -65,7 +65,7 @@ def build_server(config: Config, deps: Deps) -> RunningServer:
         config.images_bucket,
         deps.limits,
     )
-    runner = JobRunner(repo, service.handle, service.give_up, deps.jobs)
+    runner = JobRunner(repo.jobs, service.handle, service.give_up, deps.jobs, name="dataset")
     service.wake = runner.wake
     servicer = DatasetServicer(service)
     running = create_server(

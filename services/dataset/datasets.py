@@ -29,6 +29,7 @@ from services.common.errors import (
     NotReady,
     ServiceError,
 )
+from services.common.jobs import JobRow
 from services.common.pagination import Page, PageTokens, keyset_page
 from services.common.storage import ObjectStore
 from services.dataset import images, importers, manifest
@@ -41,7 +42,6 @@ from services.dataset.repository import (
     DatasetRow,
     EntryFilter,
     EntryRow,
-    JobRow,
 )
 
 log = logging.getLogger("customlabels.dataset")
@@ -487,7 +487,7 @@ class DatasetService:
 
     def handle(self, job: JobRow, owner: str) -> None:
         """Runs one job to its end: entries committed and status final, or the dataset failed."""
-        row = self.repo.get_by_id(job.dataset_id)
+        row = self.repo.get_by_id(job.subject_id)
         if row is None:
             return
         mode = job.payload.get("mode", "create")
@@ -546,7 +546,7 @@ class DatasetService:
         ids = (
             [job.payload["train_id"], job.payload["test_id"]]
             if job.kind == "distribute"
-            else [job.dataset_id]
+            else [job.subject_id]
         )
         self.repo.fail(
             job,

@@ -7,7 +7,6 @@ is never half applied nor applied twice.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +15,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
+
+from services.common.jobs import JobQueue, JobRow
 
 IN_PROGRESS = ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS")
 
@@ -39,17 +40,6 @@ class DatasetRow:
     created_ms: int
     created_at: datetime
     updated_at: datetime
-
-
-@dataclass(frozen=True)
-class JobRow:
-    """A claimed job."""
-
-    id: int
-    dataset_id: int
-    kind: str
-    payload: dict[str, Any]
-    attempts: int
 
 
 @dataclass(frozen=True)
@@ -107,6 +97,7 @@ class DatasetRepository:
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
+        self.jobs = JobQueue(pool, "dataset_id")
 
     # -- datasets ---------------------------------------------------------------------------------
 
@@ -144,7 +135,7 @@ class DatasetRepository:
                 raise AlreadyExists(dataset_type) from None
             assert row is not None
             if job:
-                self._enqueue(conn, row.id, *job)
+                self.jobs.enqueue(conn, row.id, *job)
             return row
 
     def get(self, arn: str) -> DatasetRow | None:
@@ -196,7 +187,7 @@ class DatasetRepository:
                 {"status": status, "now": now, "ids": list(dataset_ids)},
             )
             if job:
-                self._enqueue(conn, dataset_ids[0], *job)
+                self.jobs.enqueue(conn, dataset_ids[0], *job)
             return None
 
     def delete(self, dataset_id: int) -> None:
@@ -291,66 +282,7 @@ class DatasetRepository:
             ).fetchall()
         return {r[0] for r in rows}
 
-    def append_status_message(self, dataset_id: int, text: str) -> None:
-        """Adds a sentence to the status message of the last operation."""
-        with self.pool.connection() as conn:
-            conn.execute(
-                "UPDATE datasets SET status_message = status_message || ' ' || %(text)s WHERE id = %(id)s",
-                {"id": dataset_id, "text": text},
-            )
-
     # -- jobs -------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _enqueue(conn: psycopg.Connection, dataset_id: int, kind: str, payload: dict[str, Any]) -> None:
-        conn.execute(
-            "INSERT INTO jobs (dataset_id, kind, payload) VALUES (%(d)s, %(k)s, %(p)s)",
-            {"d": dataset_id, "k": kind, "p": json.dumps(payload)},
-        )
-
-    def claim(self, owner: str, lease_s: float) -> JobRow | None:
-        """Claims the oldest queued job, or a running one whose lease expired (its worker died)."""
-        with self.pool.connection() as conn, conn.cursor(row_factory=class_row(JobRow)) as cur:
-            cur.execute(
-                "UPDATE jobs SET state = 'running', lease_owner = %(owner)s, attempts = attempts + 1,"
-                " lease_until = now() + make_interval(secs => %(lease)s), updated_at = now()"
-                " WHERE id = (SELECT id FROM jobs WHERE state = 'queued'"
-                "   OR (state = 'running' AND lease_until < now())"
-                "   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                " RETURNING id, dataset_id, kind, payload, attempts",
-                {"owner": owner, "lease": lease_s},
-            )
-            return cur.fetchone()
-
-    def renew(self, job_id: int, owner: str, lease_s: float) -> bool:
-        """Extends a lease we hold; False when the job is no longer ours."""
-        with self.pool.connection() as conn:
-            cur = conn.execute(
-                "UPDATE jobs SET lease_until = now() + make_interval(secs => %(lease)s)"
-                " WHERE id = %(id)s AND lease_owner = %(owner)s AND state = 'running'",
-                {"id": job_id, "owner": owner, "lease": lease_s},
-            )
-            return cur.rowcount == 1
-
-    def release(self, job_id: int, owner: str, error: str) -> None:
-        """Puts a failed attempt back in the queue at once (its attempt count is kept)."""
-        with self.pool.connection() as conn:
-            conn.execute(
-                "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, error = %(error)s,"
-                " updated_at = now() WHERE id = %(id)s AND lease_owner = %(owner)s AND state = 'running'",
-                {"id": job_id, "owner": owner, "error": error},
-            )
-
-    @staticmethod
-    def _finish_job(conn: psycopg.Connection, job_id: int, owner: str, state: str, error: str | None) -> None:
-        cur = conn.execute(
-            "UPDATE jobs SET state = %(state)s, error = %(error)s, updated_at = now()"
-            " WHERE id = %(id)s AND lease_owner = %(owner)s AND state = 'running'",
-            {"id": job_id, "owner": owner, "state": state, "error": error},
-        )
-        if cur.rowcount != 1:
-            # Our lease expired and someone else took the job over: our results must not land.
-            raise LeaseLost(job_id)
 
     def fail(
         self,
@@ -364,7 +296,7 @@ class DatasetRepository:
     ) -> None:
         """Ends a job as failed and moves its datasets to `status` with the message; entries untouched."""
         with self.pool.connection() as conn:
-            self._finish_job(conn, job.id, owner, "failed", message)
+            self.jobs.finish(conn, job.id, owner, "failed", message)
             conn.execute(
                 "UPDATE datasets SET status = %(status)s, status_message = %(msg)s, status_message_code = %(code)s,"
                 " updated_at = %(now)s WHERE id = ANY(%(ids)s)",
@@ -384,7 +316,7 @@ class DatasetRepository:
     ) -> None:
         """Applies a job's entries (all of them, or upserted by source-ref), recomputes stats, ends the job."""
         with self.pool.connection() as conn:
-            self._finish_job(conn, job.id, owner, "done", None)
+            self.jobs.finish(conn, job.id, owner, "done", None)
             if replace_all:
                 conn.execute("DELETE FROM entries WHERE dataset_id = %(id)s", {"id": dataset_id})
             conn.execute("CREATE TEMP TABLE incoming (LIKE entries INCLUDING DEFAULTS) ON COMMIT DROP")
@@ -432,7 +364,7 @@ class DatasetRepository:
     ) -> None:
         """Moves entries from the TRAIN to the TEST dataset (DistributeDatasetEntries) in one transaction."""
         with self.pool.connection() as conn:
-            self._finish_job(conn, job.id, owner, "done", None)
+            self.jobs.finish(conn, job.id, owner, "done", None)
             conn.execute(
                 "UPDATE entries SET dataset_id = %(test)s WHERE dataset_id = %(train)s AND source_ref = ANY(%(refs)s)",
                 {"test": test_id, "train": train_id, "refs": list(refs)},
@@ -481,7 +413,3 @@ class DatasetRepository:
             " WHERE d.id = %(id)s",
             params,
         )
-
-
-class LeaseLost(Exception):
-    """A job's lease expired while we worked on it; another worker owns it now."""

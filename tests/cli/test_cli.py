@@ -335,7 +335,10 @@ def test_bad_json_member_is_a_usage_error_naming_the_member(cli: Any) -> None:
         (["describe-projects", "--max-results", "five"], "invalid int value: 'five'"),
         (["describe-projects", "--max-results", "3000000000"], "MaxResults: 3000000000 is out of range"),
         (["nonsense-command"], "invalid choice: 'nonsense-command'"),
-        (["upload-images"], "the following arguments are required: DIR"),  # streamed uploads have their own command
+        (
+            ["upload-images"],
+            "the following arguments are required: DIR",
+        ),  # streamed uploads have their own command
         ([], "the following arguments are required: COMMAND"),
     ],
 )

@@ -6,6 +6,7 @@ import json
 import uuid
 
 from customlabels.dataset.v1 import dataset_service_pb2 as ds
+
 from services.cli.__main__ import main
 from tests.dataset.util import cls_line, jpeg, labels, new_project, put, wait
 

@@ -653,7 +653,9 @@ def test_delete_dataset_is_refused_while_it_is_being_created(stack):
 def test_a_test_dataset_sharing_too_few_labels_with_train_gets_a_warning(stack, images):
     project = new_project(stack)
     cls_dataset(stack, project, images, per_label=2)
-    test = create_from_lines(stack, project, [cls_line(r, "fox") for r in images["fox"][:2]], ds.DATASET_TYPE_TEST)
+    test = create_from_lines(
+        stack, project, [cls_line(r, "fox") for r in images["fox"][:2]], ds.DATASET_TYPE_TEST
+    )
     desc = wait(stack, test)
     assert desc.status == ds.DATASET_STATUS_CREATE_COMPLETE
     assert "ERROR_INSUFFICIENT_LABEL_OVERLAP" in desc.status_message and "33%" in desc.status_message
