@@ -1,4 +1,4 @@
-"""The project and dataset services in one process, wired to each other over real gRPC channels.
+"""The project, dataset and training services in one process, wired to each other over real gRPC.
 
 Tests and benchmarks use this instead of separate processes: same servers, same channels, same
 database and object store, but started in milliseconds on free ports.
@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from customlabels.dataset.v1 import dataset_service_pb2_grpc as ds_grpc
 from customlabels.project.v1 import project_service_pb2_grpc as pj_grpc
+from customlabels.training.v1 import training_service_pb2_grpc as tr_grpc
 
 from scripts.embedded import free_port
 from services.common import db
@@ -23,19 +24,25 @@ from services.dataset import app as dataset_app
 from services.dataset.peers import ProjectClient
 from services.project import app as project_app
 from services.project.peers import GrpcPeers
+from services.training import app as training_app
+from services.training.peers import Peers as TrainingPeers
 
 
 @dataclass
 class LocalServices:
-    """Running project + dataset services, their stubs, and what stops them."""
+    """Running project, dataset and training services, their stubs, and what stops them."""
 
     project: pj_grpc.ProjectServiceStub
     dataset: ds_grpc.DatasetServiceStub
+    training: tr_grpc.TrainingServiceStub
     project_addr: str
     dataset_addr: str
+    training_addr: str
     store: ObjectStore
     images_bucket: str
+    models_bucket: str
     s3: Any
+    env: dict[str, str]
     _stops: list[Any] = field(default_factory=list, repr=False)
 
     def stop(self) -> None:
@@ -48,14 +55,17 @@ class LocalServices:
 def start(
     database_url: str,
     s3: Any,
-    training_addr: str | None = None,
     serving_addr: str | None = None,
     jobs: JobSettings | None = None,
 ) -> LocalServices:
-    """Migrates the schemas and starts both services on free ports; `s3` has endpoint/access_key/secret_key."""
+    """Migrates the schemas and starts the services on free ports; `s3` has endpoint/access_key/secret_key.
+
+    `env` of the result holds the variables a separate process (a training worker) needs to join them.
+    """
     project_addr, dataset_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    training_addr = training_addr or f"127.0.0.1:{free_port()}"
+    training_addr = f"127.0.0.1:{free_port()}"
     images_bucket = f"images-{uuid.uuid4().hex[:12]}"
+    models_bucket = f"models-{uuid.uuid4().hex[:12]}"
     env = {
         "DATABASE_URL": database_url,
         "CUSTOMLABELS_PROJECT_ADDR": project_addr,
@@ -66,17 +76,21 @@ def start(
         "CUSTOMLABELS_S3_ACCESS_KEY": s3.access_key,
         "CUSTOMLABELS_S3_SECRET_KEY": s3.secret_key,
         "CUSTOMLABELS_IMAGES_BUCKET": images_bucket,
+        "CUSTOMLABELS_MODELS_BUCKET": models_bucket,
     }
     stops: list[Any] = []
     db.migrate(database_url, project_app.SCHEMA, project_app.MIGRATIONS)
     db.migrate(database_url, dataset_app.SCHEMA, dataset_app.MIGRATIONS)
+    db.migrate(database_url, training_app.SCHEMA, training_app.MIGRATIONS)
     project_pool = db.create_pool(database_url, project_app.SCHEMA)
     dataset_pool = db.create_pool(database_url, dataset_app.SCHEMA)
-    stops += [project_pool.close, dataset_pool.close]
+    training_pool = db.create_pool(database_url, training_app.SCHEMA)
+    stops += [project_pool.close, dataset_pool.close, training_pool.close]
     store = ObjectStore(s3.endpoint, s3.access_key, s3.secret_key)
     peers = GrpcPeers(dataset_addr, training_addr)
     project_client = ProjectClient(project_addr)
-    stops += [peers.close, project_client.close]
+    training_peers = TrainingPeers(project_addr, dataset_addr)
+    stops += [peers.close, project_client.close, training_peers.close]
     project = project_app.build_server(
         Config.from_env("project", {**env, "CUSTOMLABELS_LISTEN_ADDR": project_addr}),
         project_app.Deps(pool=project_pool, peers=peers),
@@ -92,15 +106,24 @@ def start(
         ),
     )
     stops.append(lambda: dataset.stop(0))
-    channels = [grpc.insecure_channel(project_addr), grpc.insecure_channel(dataset_addr)]
+    training = training_app.build_server(
+        Config.from_env("training", {**env, "CUSTOMLABELS_LISTEN_ADDR": training_addr}),
+        training_app.Deps(pool=training_pool, store=store, peers=training_peers),
+    )
+    stops.append(lambda: training.stop(0))
+    channels = [grpc.insecure_channel(a) for a in (project_addr, dataset_addr, training_addr)]
     stops += [c.close for c in channels]
     return LocalServices(
         project=pj_grpc.ProjectServiceStub(channels[0]),
         dataset=ds_grpc.DatasetServiceStub(channels[1]),
+        training=tr_grpc.TrainingServiceStub(channels[2]),
         project_addr=project_addr,
         dataset_addr=dataset_addr,
+        training_addr=training_addr,
         store=store,
         images_bucket=images_bucket,
+        models_bucket=models_bucket,
         s3=s3,
+        env=env,
         _stops=stops,
     )

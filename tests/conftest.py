@@ -39,12 +39,11 @@ def unique() -> str:
 
 @pytest.fixture(scope="module")
 def placeholder_peers() -> Iterator[dict[str, Served]]:
-    """The training and serving services as they are today (UNIMPLEMENTED operations)."""
+    """The serving service as it is today (UNIMPLEMENTED operations)."""
     from services.serving import app as serving_app
-    from services.training import app as training_app
 
     started = {}
-    for name, app in (("training", training_app), ("serving", serving_app)):
+    for name, app in (("serving", serving_app),):
         running = app.build_server(service_config(name, "postgresql://unused"))
         addr = f"127.0.0.1:{running.port}"
         started[name] = (running, Served(addr, grpc.insecure_channel(addr)))
@@ -57,8 +56,6 @@ def placeholder_peers() -> Iterator[dict[str, Served]]:
 @pytest.fixture(scope="module")
 def stack(database_url: str, s3_server: Any, placeholder_peers: dict[str, Served]) -> Iterator[LocalServices]:
     """Real project + dataset services (own database, own images bucket), job leases of 3 s."""
-    services = inprocess.start(
-        database_url, s3_server, placeholder_peers["training"].addr, placeholder_peers["serving"].addr
-    )
+    services = inprocess.start(database_url, s3_server, placeholder_peers["serving"].addr)
     yield services
     services.stop()

@@ -8,8 +8,6 @@ import grpc
 import pytest
 from customlabels.serving.v1 import serving_service_pb2 as sv
 from customlabels.serving.v1 import serving_service_pb2_grpc as sv_grpc
-from customlabels.training.v1 import training_service_pb2 as tr
-from customlabels.training.v1 import training_service_pb2_grpc as tr_grpc
 from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -75,6 +73,7 @@ def channels(stack, placeholder_peers) -> Iterator[dict[str, grpc.Channel]]:
     opened = {
         "project": grpc.insecure_channel(stack.project_addr),
         "dataset": grpc.insecure_channel(stack.dataset_addr),
+        "training": grpc.insecure_channel(stack.training_addr),
     }
     yield {**opened, **{k: v.channel for k, v in placeholder_peers.items()}}
     for channel in opened.values():
@@ -101,12 +100,8 @@ def test_health_is_serving(channels):
 
 
 def test_operations_of_later_issues_answer_unimplemented(placeholder_peers):
-    training = tr_grpc.TrainingServiceStub(placeholder_peers["training"].channel)
     serving = sv_grpc.ServingServiceStub(placeholder_peers["serving"].channel)
-    for call in (
-        lambda: training.DescribeProjectVersions(tr.DescribeProjectVersionsRequest(project_arn="x")),
-        lambda: serving.DetectCustomLabels(sv.DetectCustomLabelsRequest()),
-    ):
+    for call in (lambda: serving.DetectCustomLabels(sv.DetectCustomLabelsRequest()),):
         try:
             call()
         except grpc.RpcError as exc:
