@@ -1126,7 +1126,7 @@ def validation_manifest_line(
             continue
         line[key] = _without_reports(value)
     for key, value in entry.items():
-        if not key.endswith(META_SUFFIX) or not isinstance(value, Mapping):
+        if not key.endswith(META_SUFFIX) or key.startswith(CL_PREFIX) or not isinstance(value, Mapping):
             continue
         name = key[: -len(META_SUFFIX)]
         body = line.get(name)

@@ -8,11 +8,11 @@ import uuid
 
 import grpc
 import pytest
-
 from customlabels.common.v1 import types_pb2 as common
 from customlabels.dataset.v1 import dataset_service_pb2 as ds
 from customlabels.project.v1 import project_service_pb2 as pj
 from customlabels.training.v1 import training_service_pb2 as tr
+
 from services.common import arn as arns
 from tests.dataset.util import cls_line, create_from_lines, jpeg, new_project, put, wait
 from tests.helpers import expect_error
