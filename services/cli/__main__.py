@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from services.cli import endpoints, protodocs, upload
+from services.cli import endpoints, protodocs, upload, wait
 from services.cli.arguments import ArgumentError, add_flags, parse_json, request_json
 from services.cli.operations import SERVICES, Operation, operations
 from services.common import awsjson, clients, errors
@@ -34,6 +34,9 @@ EXIT_INTERRUPTED = 130
 RAW_IN_BASE64_OUT = "raw-in-base64-out"
 
 _NOTES = """\
+Helpers: upload-images DIR uploads a folder of images (sub-folder = label) with a progress bar;
+wait-training --project-arn ARN --version-name NAME follows a training run (phase, percent, ETA).
+
 Addresses: --<service>-addr flags, else CUSTOMLABELS_<SERVICE>_ADDR variables, else the same keys
 in the stack.env file (--stack-env, default .data/stack.env in the current directory or a parent up
 to the repository root, written by `make up`), else 127.0.0.1:50051 (project) to :50054 (serving).
@@ -134,6 +137,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, tuple[Operation, 
         commands[op.command] = (op, sub)
     # Client streaming takes no flags-shaped request: upload-images has a parser of its own.
     commands[upload.COMMAND] = (upload.OPERATION, upload.add_parser(subparsers, docs, _global_options))
+    commands[wait.COMMAND] = (wait.OPERATION, wait.add_parser(subparsers, docs, _global_options))
     return parser, commands
 
 
@@ -212,13 +216,20 @@ def main(argv: list[str] | None = None) -> int:
         addr = endpoints.resolve(
             op.service.key, getattr(args, f"{op.service.key}_addr", None), os.environ, stack_env
         )
-        request = upload.prepare(args) if op is upload.OPERATION else _request(op, args)
+        if args.command == wait.COMMAND:
+            request: Any = wait.prepare(args)
+        elif op is upload.OPERATION:
+            request = upload.prepare(args)
+        else:
+            request = _request(op, args)
     except ArgumentError as exc:
         return _usage_error(command_parser, str(exc))
     timeout = getattr(args, "timeout", clients.DEFAULT_TIMEOUT_S)
     try:
         if isinstance(request, upload.Plan):  # no deadline unless --timeout: uploads take long
             return upload.run(request, addr, getattr(args, "timeout", None))
+        if isinstance(request, wait.Plan):
+            return wait.run(request, addr, timeout)
         for response in op.invoke(addr, request, timeout):
             _print(awsjson.to_aws(response), stream=op.method.server_streaming)
     except grpc.RpcError as exc:
