@@ -1,8 +1,8 @@
 """`make demo`: the workflow of spec/workflow.md through the `customlabels` CLI on the running stack.
 
 Each step prints the command it runs and the JSON the service returned, so the output doubles as a
-tutorial. Today it covers what is built (projects, tags, project policies, datasets); each later
-issue adds its steps (training, evaluation, serving). Its images are made by scripts/samples.py
+tutorial. Today it covers what is built (projects, tags, project policies, datasets, training and
+evaluation); the serving issue adds start, detect and stop. Its images are made by scripts/samples.py
 (shapes drawn onto scikit-image's photos), so it needs nothing but the stack.
 """
 
@@ -175,8 +175,45 @@ def main() -> None:
         "2",
     )
 
-    print("\n== 6. Clean up (a project with datasets cannot be deleted)")
+    print("\n== 6. Train a model version (PyTorch on this machine's CPU) and read its evaluation")
+    store.ensure_bucket("demo-training-output")
+    output = json.dumps({"S3Bucket": "demo-training-output", "S3KeyPrefix": name})
+    version_arn = run(
+        *common,
+        "create-project-version",
+        "--project-arn",
+        arn,
+        "--version-name",
+        "v1",
+        "--output-config",
+        output,
+    )["ProjectVersionArn"]
+    print(f"\n$ customlabels wait-training --project-arn {arn} --version-name v1")
+    proc = subprocess.run(
+        [CLI, *common, "wait-training", "--project-arn", arn, "--version-name", "v1"],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"training failed: {proc.stdout}")
+    version = json.loads(proc.stdout)
+    summary_ref = version["EvaluationResult"]["Summary"]["S3Object"]
+    summary = json.loads(store.get_bytes(summary_ref["Bucket"], summary_ref["Name"]))
+    print(
+        f"\nF1 score {version['EvaluationResult']['F1Score']:.3f}, trained in "
+        f"{version['BillableTrainingTimeInSeconds']} s; per label (from {summary_ref['Name']}):"
+    )
+    for row in summary["LabelEvaluationResults"]:
+        m = row["Metrics"]
+        print(
+            f"  {row['Label']:<10} F1 {m['F1Score']:.3f}  precision {m['Precision']:.3f}  recall {m['Recall']:.3f}"
+            f"  assumed threshold {m['Threshold']:.3f}  ({row['NumberOfTestingImages']} test images)"
+        )
+
+    print("\n== 7. Clean up (a project with datasets or versions cannot be deleted)")
     run(*common, "delete-project", "--project-arn", arn, expect_error="ResourceInUseException")
+    run(*common, "delete-project-version", "--project-version-arn", version_arn)
     run(*common, "delete-dataset", "--dataset-arn", test_arn)
     run(*common, "delete-dataset", "--dataset-arn", train_arn)
     run(*common, "delete-project", "--project-arn", arn)

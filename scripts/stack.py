@@ -79,7 +79,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("dataset", "services.dataset", 50052),
     ServiceSpec("training", "services.training", 50053),
     ServiceSpec("serving", "services.serving", 50054),
+    ServiceSpec("training-worker", "services.training.worker", None),
 )
+
+# Extra environment per process. Large CPU batches in training are dominated by glibc allocation
+# below these thresholds (measured in issue 4), and they must be set before the process starts.
+PROCESS_ENV = {
+    "training-worker": {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824"},
+}
 
 INFRA = ("postgres", "s3", "triton")
 IMAGES_BUCKET = "customlabels-images"
@@ -259,7 +266,8 @@ class Stack:
             port = spec.port()
             addr = None if port is None else f"{LOOPBACK}:{port}"
             log = self.logs / f"{spec.name}.log"
-            parts.append((spec, ServiceProcess(spec.name, spec.module, env, log, addr=addr)))
+            process_env = {**env, **PROCESS_ENV.get(spec.name, {})}
+            parts.append((spec, ServiceProcess(spec.name, spec.module, process_env, log, addr=addr)))
         return parts
 
     def all_parts(self) -> list[tuple[ManagedProcess, bool, str]]:

@@ -232,7 +232,7 @@ class Trainer:
         fitted = self.fit(
             use_case=use_case,
             images=[_decode(e.image) for e in usable_train],
-            entries=[e.parsed.entry for e in usable_train],
+            targets=[_targets(e, use_case) for e in usable_train],
             on_progress=lambda fraction: progress.update("TRAINING", fraction),
             time_budget_s=budget,
         )
@@ -534,6 +534,14 @@ def _labels(e: Example, use_case: str) -> set[str]:
     if use_case == evaluation.OBJECT_LOCALIZATION:
         return {label for label, n in e.parsed.box_counts.items() if n > 0}
     return set(e.parsed.image_labels)
+
+
+def _targets(e: Example, use_case: str) -> Any:
+    """Image-level labels (classification), or boxes (label, left, top, width, height) as ratios."""
+    if use_case == evaluation.IMAGE_LEVEL_LABELS:
+        return set(e.parsed.image_labels)
+    truth = evaluation.ground_truth_from_entry(e.parsed.entry or {}, use_case)
+    return [(b.label, b.left, b.top, b.width, b.height) for b in truth.boxes]
 
 
 def _rotated(im: Image.Image) -> bool:
