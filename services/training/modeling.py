@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import nn
@@ -79,6 +81,29 @@ def _features(model: Classifier, batch: list[torch.Tensor], on_batch: Callable[[
     return torch.cat(out) if out else torch.zeros(0, lite0.FEATURE_DIM)
 
 
+def _process_group() -> object | None:
+    """Joins the torch.distributed group when launched by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on GPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.group.WORLD
+
+
+def _all_rows(mine: torch.Tensor, total: int, rank: int, world: int) -> torch.Tensor:
+    """Reassembles rows computed as `rows[rank::world]` by every process, in their original order."""
+    size = (total + world - 1) // world
+    padded = torch.zeros(size, mine.shape[1])
+    padded[: len(mine)] = mine
+    parts = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    out = torch.zeros(total, mine.shape[1])
+    for r in range(world):
+        count = len(range(r, total, world))
+        out[r::world] = parts[r][:count]
+    return out
+
+
 def fit_classifier(
     images: Sequence[Image.Image],
     targets: Sequence[set[str]],
@@ -103,7 +128,16 @@ def fit_classifier(
             views.append(view)
             owners.append(i)
     total = len(views)
-    feats = _features(model, views, lambda done: on_progress(0.8 * done / max(1, total)))
+    group = _process_group()
+    if group is None:
+        feats = _features(model, views, lambda done: on_progress(0.8 * done / max(1, total)))
+    else:
+        # Each process computes the features of its share of the views; all of them get every row.
+        rank, world = dist.get_rank(), dist.get_world_size()
+        mine = _features(
+            model, views[rank::world], lambda done: on_progress(0.8 * done * world / max(1, total))
+        )
+        feats = _all_rows(mine, total, rank, world)
     target = torch.zeros(len(images), len(labels))
     for i, t in enumerate(targets):
         for label in t:
@@ -114,13 +148,20 @@ def fit_classifier(
     counts = target.sum(0).clamp(min=1)
     weights = (counts.sum() / (len(labels) * counts)).clamp(max=10.0)
     head = nn.Linear(lite0.FEATURE_DIM, len(labels))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=1e-3)
-    epochs, started = 300, time.monotonic()
     mean, std = feats.mean(0, keepdim=True), feats.std(0, keepdim=True).clamp(min=1e-3)
     x = (feats - mean) / std
+    trained: nn.Module = head
+    if group is not None:
+        # Data parallel: each process steps on its share of the rows; DDP averages the gradients,
+        # which is the full-batch step of a single process (and the weights stay identical).
+        trained = nn.parallel.DistributedDataParallel(head)
+        rank, world = dist.get_rank(), dist.get_world_size()
+        x, y = x[rank::world], y[rank::world]
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=3e-3, weight_decay=1e-3)
+    epochs, started = 300, time.monotonic()
     for epoch in range(epochs):
         optimizer.zero_grad()
-        logits = head(F.dropout(x, 0.2, training=True))
+        logits = trained(F.dropout(x, 0.2, training=True))
         if multi:
             loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=weights)
         else:
@@ -129,7 +170,9 @@ def fit_classifier(
         optimizer.step()
         if epoch % 10 == 0:
             on_progress(0.8 + 0.2 * epoch / epochs)
-        if time.monotonic() - started > max(5.0, time_budget_s / 4):
+        # Every process must run the same number of steps (DDP all-reduces in each), so only the
+        # single-process run stops early on the time budget.
+        if group is None and time.monotonic() - started > max(5.0, time_budget_s / 4):
             break
     # Fold the feature standardisation into the exported linear layer.
     with torch.no_grad():
