@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +28,6 @@ from customlabels.project.v1 import project_service_pb2 as pj
 
 from bench.images import photo_like_jpegs
 from scripts import inprocess
-from scripts.embedded import Postgres, SeaweedS3, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "datasets.md"
 LABELS = ("apple", "banana", "cherry", "date")
@@ -201,32 +197,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--images", type=int, default=2000, help="images to import (0: skip the import)")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="customlabels-bench-"))
-    work.chmod(0o755)
-    pg = Postgres(work / "pg", free_port(), secrets.token_hex(8), work / "pg.log", die_with_parent=True)
-    s3 = SeaweedS3(
-        work / "s3",
-        SeaweedS3.pick_ports(),
-        "bench" + secrets.token_hex(4),
-        secrets.token_hex(16),
-        work / "s3.log",
-        die_with_parent=True,
-    )
-    services = None
-    try:
-        pg.start()
-        s3.start()
-        pg.wait_ready(60)
-        s3.wait_ready(60)
-        services = inprocess.start(pg.admin_url, s3.s3)
+    with inprocess.embedded_stack("customlabels-bench-") as (services, database_url, _):
         imports = bench_import(services, args.images) if args.images else []
-        pages = bench_pages(pg.admin_url, services)
-    finally:
-        if services:
-            services.stop()
-        s3.stop()
-        pg.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        pages = bench_pages(database_url, services)
     out = [
         "# Dataset benchmarks",
         "",

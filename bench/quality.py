@@ -14,10 +14,8 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +25,6 @@ from customlabels.project.v1 import project_service_pb2 as pj
 from customlabels.training.v1 import training_service_pb2 as tr
 
 from scripts import inprocess, samples
-from scripts.embedded import Postgres, SeaweedS3, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "quality.md"
@@ -107,6 +104,55 @@ def per_label(services: inprocess.LocalServices, desc: tr.ProjectVersionDescript
     return ", ".join(f"{r['Label']} {r['Metrics']['F1Score']:.2f}" for r in summary["LabelEvaluationResults"])
 
 
+def run_all(services: inprocess.LocalServices, only: list[str] | None) -> list[str]:
+    """Trains on each dataset (and the 100-image set); returns the table rows."""
+    rows: list[str] = []
+    root = shared()
+    for name, (train_file, test_file, task, goal) in GOALS.items():
+        if only and name not in only:
+            continue
+        folder = root / name.split(" ")[0]
+        for image in (folder / "images").iterdir():
+            services.store.put_bytes("datasets", f"{folder.name}/images/{image.name}", image.read_bytes())
+        project = services.project.CreateProject(
+            pj.CreateProjectRequest(project_name=f"q-{folder.name}-{secrets.token_hex(3)}")
+        ).project_arn
+        import_manifest(
+            services, project, (folder / train_file).read_text().splitlines(), ds.DATASET_TYPE_TRAIN
+        )
+        import_manifest(
+            services, project, (folder / test_file).read_text().splitlines(), ds.DATASET_TYPE_TEST
+        )
+        desc, seconds = train(services, project)
+        if desc.status != tr.PROJECT_VERSION_STATUS_TRAINING_COMPLETED:
+            rows.append(f"| {name} | {task} | failed: {desc.status_message} | | | | {goal} |")
+        else:
+            m = f"{desc.mean_average_precision:.3f}" if desc.HasField("mean_average_precision") else "–"
+            rows.append(
+                f"| {name} | {task} | {seconds:.0f} s | {desc.evaluation_result.f1_score:.3f} | {m} |"
+                f" {per_label(services, desc)} | {goal} |"
+            )
+        print(rows[-1], flush=True)
+    if not only:
+        project = services.project.CreateProject(pj.CreateProjectRequest(project_name="q-100")).project_arn
+        train_items = samples.classification(per_label=34, seed=3)[:100]
+        test_items = samples.classification(per_label=8, seed=4)
+        for kind, items in ((ds.DATASET_TYPE_TRAIN, train_items), (ds.DATASET_TYPE_TEST, test_items)):
+            lines = []
+            for s in items:
+                key = f"q100/{kind}/{s.file_name}"
+                services.store.put_bytes("datasets", key, s.data)
+                lines.append(samples.manifest_line(f"s3://datasets/{key}", s))
+            import_manifest(services, project, lines, kind)
+        desc, seconds = train(services, project)
+        rows.append(
+            f"| 100 generated images | classification | {seconds:.0f} s |"
+            f" {desc.evaluation_result.f1_score:.3f} | – | {per_label(services, desc)} | ≤ 60 s |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     """Runs the benchmark and writes the table."""
     parser = argparse.ArgumentParser(
@@ -116,95 +162,30 @@ def main(argv: list[str] | None = None) -> None:
         "--only", nargs="*", help="dataset names to run (default: all, plus the 100-image run)"
     )
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="customlabels-quality-"))
-    work.chmod(0o755)
-    pg = Postgres(work / "pg", free_port(), secrets.token_hex(8), work / "pg.log", die_with_parent=True)
-    s3 = SeaweedS3(
-        work / "s3",
-        SeaweedS3.pick_ports(),
-        "bench" + secrets.token_hex(4),
-        secrets.token_hex(16),
-        work / "s3.log",
-        die_with_parent=True,
-    )
     rows: list[str] = []
-    services = worker = None
-    try:
-        pg.start()
-        s3.start()
-        pg.wait_ready(60)
-        s3.wait_ready(60)
-        services = inprocess.start(pg.admin_url, s3.s3)
+    with inprocess.embedded_stack("customlabels-quality-") as (services, database_url, work):
         services.store.ensure_bucket("bench-output")
         services.store.ensure_bucket("datasets")
         env = {
             **os.environ,
             **services.env,
-            "DATABASE_URL": pg.admin_url,
+            "DATABASE_URL": database_url,
             "MALLOC_MMAP_THRESHOLD_": "1073741824",
             "MALLOC_TRIM_THRESHOLD_": "1073741824",
         }
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "services.training.worker"],
-            cwd=ROOT,
-            env=env,
-            stdout=(work / "worker.log").open("wb"),  # noqa: SIM115 - the worker outlives this block
-            stderr=subprocess.STDOUT,
-        )
-        root = shared()
-        for name, (train_file, test_file, task, goal) in GOALS.items():
-            if args.only and name not in args.only:
-                continue
-            folder = root / name.split(" ")[0]
-            for image in (folder / "images").iterdir():
-                services.store.put_bytes("datasets", f"{folder.name}/images/{image.name}", image.read_bytes())
-            project = services.project.CreateProject(
-                pj.CreateProjectRequest(project_name=f"q-{folder.name}-{secrets.token_hex(3)}")
-            ).project_arn
-            import_manifest(
-                services, project, (folder / train_file).read_text().splitlines(), ds.DATASET_TYPE_TRAIN
+        with (work / "worker.log").open("wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "services.training.worker"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
-            import_manifest(
-                services, project, (folder / test_file).read_text().splitlines(), ds.DATASET_TYPE_TEST
-            )
-            desc, seconds = train(services, project)
-            if desc.status != tr.PROJECT_VERSION_STATUS_TRAINING_COMPLETED:
-                rows.append(f"| {name} | {task} | failed: {desc.status_message} | | | | {goal} |")
-            else:
-                m = f"{desc.mean_average_precision:.3f}" if desc.HasField("mean_average_precision") else "–"
-                rows.append(
-                    f"| {name} | {task} | {seconds:.0f} s | {desc.evaluation_result.f1_score:.3f} | {m} |"
-                    f" {per_label(services, desc)} | {goal} |"
-                )
-            print(rows[-1], flush=True)
-        if not args.only:
-            project = services.project.CreateProject(
-                pj.CreateProjectRequest(project_name="q-100")
-            ).project_arn
-            train_items = samples.classification(per_label=34, seed=3)[:100]
-            test_items = samples.classification(per_label=8, seed=4)
-            for kind, items in ((ds.DATASET_TYPE_TRAIN, train_items), (ds.DATASET_TYPE_TEST, test_items)):
-                lines = []
-                for s in items:
-                    key = f"q100/{kind}/{s.file_name}"
-                    services.store.put_bytes("datasets", key, s.data)
-                    lines.append(samples.manifest_line(f"s3://datasets/{key}", s))
-                import_manifest(services, project, lines, kind)
-            desc, seconds = train(services, project)
-            rows.append(
-                f"| 100 generated images | classification | {seconds:.0f} s |"
-                f" {desc.evaluation_result.f1_score:.3f} | – | {per_label(services, desc)} | ≤ 60 s |"
-            )
-            print(rows[-1], flush=True)
-    finally:
-        if worker:
-            worker.terminate()
-            worker.wait(30)
-        if services:
-            services.stop()
-        s3.stop()
-        pg.stop()
-        shutil.rmtree(work, ignore_errors=True)
+            try:
+                rows = run_all(services, args.only)
+            finally:
+                worker.terminate()
+                worker.wait(30)
     out = [
         "# Model quality",
         "",

@@ -6,8 +6,14 @@ database and object store, but started in milliseconds on free ports.
 
 from __future__ import annotations
 
+import secrets
+import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,7 +21,7 @@ from customlabels.dataset.v1 import dataset_service_pb2_grpc as ds_grpc
 from customlabels.project.v1 import project_service_pb2_grpc as pj_grpc
 from customlabels.training.v1 import training_service_pb2_grpc as tr_grpc
 
-from scripts.embedded import free_port
+from scripts.embedded import Postgres, SeaweedS3, free_port
 from services.common import db
 from services.common.config import Config
 from services.common.jobs import JobSettings
@@ -127,3 +133,36 @@ def start(
         env=env,
         _stops=stops,
     )
+
+
+@contextmanager
+def embedded_stack(prefix: str = "customlabels-local-") -> Iterator[tuple[LocalServices, str, Path]]:
+    """A throwaway Postgres + S3 (scripts/embedded.py) with the services in-process, for benchmarks.
+
+    Yields (services, the Postgres admin URL, a work folder); everything is stopped and removed after.
+    """
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    work.chmod(0o755)  # the postgres user must reach its data folder
+    pg = Postgres(work / "pg", free_port(), secrets.token_hex(8), work / "pg.log", die_with_parent=True)
+    s3 = SeaweedS3(
+        work / "s3",
+        SeaweedS3.pick_ports(),
+        "local" + secrets.token_hex(4),
+        secrets.token_hex(16),
+        work / "s3.log",
+        die_with_parent=True,
+    )
+    services = None
+    try:
+        pg.start()
+        s3.start()
+        pg.wait_ready(60)
+        s3.wait_ready(60)
+        services = start(pg.admin_url, s3.s3)
+        yield services, pg.admin_url, work
+    finally:
+        if services:
+            services.stop()
+        s3.stop()
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
