@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,8 +96,8 @@ class Example:
     number: int
     text: str
     parsed: manifest.ParsedLine
+    image_key: str | None = None  # our content-addressed copy in the images bucket
     image: bytes | None = None
-    extra_errors: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -317,18 +317,17 @@ class Trainer:
         for number, raw in enumerate(filter(None, text.split("\n")), start=1):
             item = json.loads(raw)
             parsed = manifest.parse_line(item["line"])
-            example = Example(number, item["line"], parsed)
-            example.extra_errors = [] if item["image"] else [("ERROR_INVALID_IMAGE", "The image is invalid.")]
-            example.image_key = item["image"]["key"] if item["image"] else None  # type: ignore[attr-defined]
-            examples.append(example)
+            examples.append(
+                Example(number, item["line"], parsed, item["image"]["key"] if item["image"] else None)
+            )
         return examples
 
     def _fetch_images(self, examples: list[Example], progress: Progress) -> None:
         """Reads each usable line's image copy and re-checks the line against the real image size."""
-        todo = [e for e in examples if getattr(e, "image_key", None) and e.parsed.entry is not None]
+        todo = [e for e in examples if e.image_key and e.parsed.entry is not None]
 
         def read(example: Example) -> None:
-            example.image = self.store.get_bytes(self.images_bucket, example.image_key)  # type: ignore[attr-defined]
+            example.image = self.store.get_bytes(self.images_bucket, example.image_key or "")
 
         with ThreadPoolExecutor(8) as pool:
             for i, _ in enumerate(pool.map(read, todo), start=1):
@@ -372,7 +371,7 @@ class Trainer:
                 if result.error is not None:
                     e.parsed = manifest.apply_image(e.parsed, None, None, result.error)
                 else:
-                    e.image_key = result.key  # type: ignore[attr-defined]
+                    e.image_key = result.key
             return examples
 
         train = read(row.inputs["training"])
