@@ -14,15 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import torch.distributed as dist
-from PIL import Image
 
 from services.training.modeling import fit_classifier
 
 
-def _folder(root: Path) -> tuple[list[Image.Image], list[set[str]]]:
+def _folder(root: Path) -> tuple[list[bytes], list[set[str]]]:
     images, labels = [], []
     for path in sorted(root.glob("*/*")):
-        images.append(Image.open(path).convert("RGB"))
+        images.append(path.read_bytes())
         labels.append({path.parent.name})
     return images, labels
 
@@ -48,11 +47,13 @@ def main(argv: list[str] | None = None) -> None:
         "accuracy": accuracy,
         "labels": fitted.labels,
         "onnx_bytes": len(model),
+        "processes": metadata["training"]["processes"],
         "scores": np.round(np.asarray(scores, dtype=np.float64), 6).tolist(),
     }
     args.out.with_suffix(f".rank{rank}.json").write_text(json.dumps(report))
     if rank == 0:
         args.out.write_bytes(model)
+        args.out.with_suffix(".json").write_text(json.dumps(metadata))
     if dist.is_initialized():
         dist.destroy_process_group()
 

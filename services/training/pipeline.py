@@ -102,10 +102,11 @@ class Example:
 
 @dataclass(frozen=True)
 class FitResult:
-    """What a model family returns after training: confidences on the test images and the export."""
+    """What a model family returns after training: predictions on encoded test images (as serving
+    makes them, services/common/modelio.py) and the export (ONNX bytes and model.json)."""
 
     labels: list[str]
-    predict: Callable[[Sequence[Image.Image]], Any]
+    predict: Callable[[Sequence[bytes]], Any]
     export: Callable[[dict[str, float]], tuple[bytes, dict[str, Any]]]
 
 
@@ -231,7 +232,7 @@ class Trainer:
         budget = self.settings.max_seconds - (time.monotonic() - started)
         fitted = self.fit(
             use_case=use_case,
-            images=[_decode(e.image) for e in usable_train],
+            images=[e.image for e in usable_train],
             targets=[_targets(e, use_case) for e in usable_train],
             on_progress=lambda fraction: progress.update("TRAINING", fraction),
             time_budget_s=budget,
@@ -242,7 +243,7 @@ class Trainer:
             )
 
         progress.update("EVALUATING", 0.0, force=True)
-        result = fitted.predict([_decode(e.image) for e in usable_test])
+        result = fitted.predict([e.image for e in usable_test])
         evaluated = self._evaluate(use_case, fitted.labels, usable_test, result)
         progress.update("EXPORTING", 0.0, force=True)
         model, metadata = fitted.export(evaluated.thresholds)
@@ -545,13 +546,6 @@ def _targets(e: Example, use_case: str) -> Any:
 
 def _rotated(im: Image.Image) -> bool:
     return im.format == "JPEG" and im.getexif().get(0x0112, 1) != 1
-
-
-def _decode(data: bytes | None) -> Image.Image:
-    """The image as displayed (EXIF orientation applied, as the labeling UI shows it), RGB."""
-    assert data is not None
-    with Image.open(io.BytesIO(data)) as im:
-        return ImageOps.exif_transpose(im).convert("RGB")
 
 
 def _auto_split(examples: list[Example], share: float) -> tuple[list[Example], list[Example]]:

@@ -22,7 +22,9 @@ from services.training.pipeline import Trainer, TrainingSettings
 from services.training.repository import VersionRepository
 
 
-def build_runner(config: Config, store: ObjectStore, pool: object, env: dict[str, str] | None = None) -> JobRunner:
+def build_runner(
+    config: Config, store: ObjectStore, pool: object, env: dict[str, str] | None = None
+) -> JobRunner:
     """The job runner of a worker (tests start it in-process on their own database)."""
     from services.training.modeling import fit
 

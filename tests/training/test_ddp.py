@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
 
 from scripts import samples
 from scripts.embedded import free_port
+from services.common import modelio
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,12 @@ def test_two_process_training_agrees_and_gives_a_valid_model(tmp_path):
     assert reports[0]["scores"] == reports[1]["scores"]
     assert len({tuple(row) for row in reports[0]["scores"]}) > 1  # not a constant output
     assert reports[0]["accuracy"] >= 0.8
+    assert all(r["processes"] == 2 for r in reports)
+    # The exported graph gives what the processes predicted (test images in sorted folder order).
+    spec = modelio.ModelSpec.from_json(out.with_suffix(".json").read_text())
     session = ort.InferenceSession(out.read_bytes(), providers=["CPUExecutionProvider"])
-    image = Image.open(next((tmp_path / "test" / "circle").iterdir())).convert("RGB").resize((224, 224))
-    scores = session.run(None, {"image": np.asarray(image, np.uint8)[None]})[0]
-    assert scores.shape == (1, 3) and abs(float(scores.sum()) - 1.0) < 1e-4
+    paths = sorted((tmp_path / "test").glob("*/*"))
+    batch = np.stack([modelio.prepare(p.read_bytes(), spec.input_size)[0] for p in paths])
+    scores = session.run(None, {spec.input_name: batch})[0]
+    assert scores.shape == (len(paths), 3)
+    np.testing.assert_allclose(scores, reports[0]["scores"], atol=1e-4)

@@ -131,7 +131,7 @@ def test_single_label_classifier_learns_shapes_from_sixteen_images_each(shapes_m
     accuracy = np.mean([p in truth for p, truth in zip(predicted, test_labels, strict=True)])
     assert accuracy >= 0.8, accuracy
     assert shapes_model.labels == sorted(SHAPES)
-    assert shapes_model.model_type == "single_label_classification"
+    assert shapes_model.model_type == "IMAGE_CLASSIFICATION"
 
 
 def test_multi_label_classifier_gives_independent_confidences():
@@ -208,7 +208,7 @@ def test_onnx_export_matches_pytorch_on_real_photos(shapes_model):
     (single,) = session.run([OUTPUT_NAME], {INPUT_NAME: batch[1:2]})
     assert np.abs(single - expected[1:2]).max() < 1e-4
     assert meta["labels"] == shapes_model.labels
-    assert meta["model_type"] == "single_label_classification"
+    assert meta["model_type"] == "IMAGE_CLASSIFICATION"
     assert meta["input"]["dtype"] == "uint8" and meta["input"]["shape"] == [-1, 128, 128, 3]
     assert meta["input"]["normalization"]["mean"] == [0.5, 0.5, 0.5]
     assert meta["output"]["activation"] == "softmax"

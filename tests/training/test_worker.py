@@ -16,10 +16,9 @@ from customlabels.common.v1 import types_pb2 as common
 from customlabels.dataset.v1 import dataset_service_pb2 as ds
 from customlabels.project.v1 import project_service_pb2 as pj
 from customlabels.training.v1 import training_service_pb2 as tr
-from PIL import Image
 
 from scripts import samples
-from services.common import db
+from services.common import db, modelio
 from services.common.config import Config
 from services.training import app as training_app
 from services.training.worker import build_runner
@@ -110,19 +109,17 @@ def test_a_classifier_trains_evaluates_and_exports(stack, worker):
     artifact = stack.training.GetModelArtifact(tr.GetModelArtifactRequest(project_version_arn=arn))
     model = stack.store.get_bytes(artifact.onnx_model.bucket, artifact.onnx_model.name)
     meta = json.loads(stack.store.get_bytes(artifact.model_metadata.bucket, artifact.model_metadata.name))
+    spec = modelio.ModelSpec.from_json(meta)
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     test = samples.classification(per_label=2, seed=13)
-    size = meta["input"]["width"]
-    batch = np.stack(
-        [
-            np.asarray(Image.open(__import__("io").BytesIO(s.data)).convert("RGB").resize((size, size)))
-            for s in test
-        ]
-    ).astype(np.uint8)
-    scores = session.run(None, {"image": batch})[0]
-    predicted = [meta["labels"][i] for i in scores.argmax(1)]
+    batch = np.stack([modelio.prepare(s.data, spec.input_size)[0] for s in test])
+    scores = session.run(None, {spec.input_name: batch})[0]
+    predicted = [modelio.classifications(spec, row)[0][0] for row in scores]
     assert sum(p == s.labels[0] for p, s in zip(predicted, test, strict=True)) >= 5
-    assert set(meta["thresholds"]) == set(meta["labels"])
+    assert set(spec.thresholds) == set(spec.labels) == set(artifact.labels)
+    # The stored thresholds are the evaluation's assumed thresholds (summary file, 0–1).
+    rows = summary["LabelEvaluationResults"]
+    assert {row["Label"]: row["Metrics"]["Threshold"] for row in rows} == spec.thresholds
 
     # A project with a version cannot be deleted; a trained version can be copied.
     expect_error(

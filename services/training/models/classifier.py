@@ -33,18 +33,21 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from services.common import modelio
 from services.training.models import backbone as bb
 from services.training.models import images as im
 from services.training.models.runtime import configure_torch
@@ -133,11 +136,11 @@ class TrainedModel:
 
     @property
     def model_type(self) -> str:
-        """The type written into the metadata: multi_label_classification or single_label_classification."""
-        return "multi_label_classification" if self.multi_label else "single_label_classification"
+        """The type written into the metadata (modelio): MULTI_LABEL_ or IMAGE_CLASSIFICATION."""
+        return modelio.MULTI_LABEL_CLASSIFICATION if self.multi_label else modelio.IMAGE_CLASSIFICATION
 
     def prepare(self, images: Sequence[im.ImageInput]) -> np.ndarray:
-        """Decodes and resizes images into the network's uint8 NHWC input."""
+        """Decodes and resizes images into the network's uint8 NHWC input (modelio.prepare for bytes)."""
         return np.stack([im.resize(im.decode(image, self.input_size), self.input_size) for image in images])
 
     def predict_prepared(self, batch: np.ndarray) -> np.ndarray:
@@ -203,8 +206,12 @@ def train_classifier(
         ClassifierHead(torch.zeros(bb.FEATURE_DIM), torch.ones(bb.FEATURE_DIM), len(names), cfg.dropout),
         multi_label,
     )
+    group = _process_group()
+    if group is not None and cfg.views is None:
+        # Every process must plan the same views, so the plan cannot follow each one's speed.
+        cfg = replace(cfg, views=cfg.max_views)
     deadline = None if time_budget_s is None else started + time_budget_s - _HEAD_RESERVE_S
-    feats, owner = _extract_features(net, images, size, multi_label, cfg, deadline, progress)
+    feats, owner = _extract_features(net, images, size, multi_label, cfg, deadline, progress, group)
     extracted = time.monotonic()
 
     steps = cfg.head_steps
@@ -213,7 +220,7 @@ def train_classifier(
         if step % 50 == 0:
             progress("training head", _FEATURE_SHARE + (1 - _FEATURE_SHARE) * step / steps)
 
-    head = _train_head(feats, targets[owner], multi_label, len(names), cfg, on_step)
+    head = _train_head(feats, targets[owner], multi_label, len(names), cfg, on_step, group)
     net.head = head
     net.eval()
     progress("done", 1.0)
@@ -231,6 +238,7 @@ def train_classifier(
             "head_seconds": round(time.monotonic() - extracted, 1),
             "head_steps": steps,
             "threads": threads,
+            "processes": dist.get_world_size() if group is not None else 1,
         },
     )
 
@@ -280,16 +288,22 @@ def _extract_features(
     cfg: ClassifierConfig,
     deadline: float | None,
     progress: ProgressFn,
+    group: Any = None,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Pooled features of every view computed: (V, 1280) and the image index of each row.
 
     Passes go over all images (plain, mirrored, then random views). Between batches the measured
     speed decides whether the planned passes still fit before `deadline`; a pass may stop part
-    way, which only leaves some images with one view fewer.
+    way, which only leaves some images with one view fewer. Under torch.distributed each process
+    computes every world-th batch of a fixed plan and all of them receive every row.
     """
     n = len(images)
     planned = cfg.views or cfg.max_views
     jobs = [(view, start) for view in range(planned) for start in range(0, n, cfg.batch_size)]
+    if group is not None:
+        rank, world = dist.get_rank(), dist.get_world_size()
+        jobs = jobs[rank::world] or [(0, 0)]
+        n = len(images)
     feats: list[torch.Tensor] = []
     owners: list[np.ndarray] = []
     done_views = 0
@@ -329,7 +343,34 @@ def _extract_features(
             progress("extracting features", shown)
         if has_next:
             pending.cancel()
+    if group is not None:
+        return _gather_rows(torch.cat(feats), np.concatenate(owners), rank, world)
     return torch.cat(feats), np.concatenate(owners)
+
+
+def _process_group() -> Any:
+    """Joins the torch.distributed group when launched by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on GPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.group.WORLD
+
+
+def _gather_rows(
+    feats: torch.Tensor, owners: np.ndarray, rank: int, world: int
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Every process's rows, in rank order, on every process (rows padded to the largest share)."""
+    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([len(feats)], dtype=torch.int64))
+    most = int(max(int(s) for s in sizes))
+    padded = torch.zeros(most, feats.shape[1] + 1)
+    padded[: len(feats), :-1] = feats
+    padded[: len(feats), -1] = torch.from_numpy(owners.astype(np.float32))
+    parts = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    rows = torch.cat([part[: int(size)] for part, size in zip(parts, sizes, strict=True)])
+    return rows[:, :-1].contiguous(), rows[:, -1].round().long().numpy()
 
 
 def _class_weights(targets: np.ndarray, multi_label: bool, num_labels: int) -> torch.Tensor:
@@ -366,14 +407,24 @@ def _train_head(
     num_labels: int,
     cfg: ClassifierConfig,
     on_step: Callable[[int], None],
+    group: Any = None,
 ) -> ClassifierHead:
-    """Trains the linear head for cfg.head_steps AdamW steps (batches of 128, cosine to zero)."""
+    """Trains the linear head for cfg.head_steps AdamW steps (batches of 128, cosine to zero).
+
+    Under torch.distributed the head is wrapped in DistributedDataParallel and each process takes
+    its share of every batch; the all-reduced gradients keep the weights identical everywhere.
+    """
     torch.manual_seed(cfg.seed)
     std, mean = torch.std_mean(feats, dim=0)
     head = ClassifierHead(mean, std + 1e-4, num_labels, cfg.dropout).train()
+    model: nn.Module = head
+    share = slice(None)
+    if group is not None:
+        model = nn.parallel.DistributedDataParallel(head)
+        share = slice(dist.get_rank(), None, dist.get_world_size())
     y = torch.from_numpy(targets)
     loss_fn = _loss_fn(targets, multi_label, num_labels, cfg.label_smoothing)
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.head_steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     threads = torch.get_num_threads()
@@ -384,8 +435,8 @@ def _train_head(
         while step < cfg.head_steps:
             order = torch.randperm(len(feats), generator=gen)
             for i in range(0, len(order), 128):
-                rows = order[i : i + 128]
-                loss = loss_fn(head(feats[rows]), y[rows])
+                rows = order[i : i + 128][share]
+                loss = loss_fn(model(feats[rows]), y[rows])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

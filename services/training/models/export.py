@@ -17,49 +17,39 @@ from typing import Any
 
 import torch
 
+from services.common import modelio
 from services.training.models import backbone as bb
 from services.training.models.classifier import TrainedModel
 
-INPUT_NAME = "images"
+INPUT_NAME = modelio.INPUT_NAME
 OUTPUT_NAME = "scores"
 # Opset 17 is read by every onnxruntime and Triton release of the last years.
 OPSET = 17
-METADATA_VERSION = 1
 
 
 def metadata(model: TrainedModel) -> dict[str, Any]:
-    """The JSON document stored beside the ONNX file (labels, thresholds, input contract)."""
-    return {
-        "version": METADATA_VERSION,
-        "model_type": model.model_type,
-        "labels": list(model.labels),
-        # Per-label assumed thresholds; evaluation replaces these placeholders with its own.
-        "thresholds": dict(zip(model.labels, model.thresholds, strict=True)),
-        "input": {
-            "name": INPUT_NAME,
-            "dtype": "uint8",
-            "layout": "NHWC",
-            "shape": [-1, model.input_size, model.input_size, 3],
-            "color": "RGB",
-            "resize": {
-                "width": model.input_size,
-                "height": model.input_size,
-                "mode": "stretch",
-                "filter": "bilinear",
-            },
-            "exif_orientation": "ignored",
-            # Applied inside the graph; written down for anyone running the backbone alone.
-            "normalization": {"scale": 1 / 255, "mean": list(bb.MEAN), "std": list(bb.STD), "in_graph": True},
-        },
-        "output": {
-            "name": OUTPUT_NAME,
-            "dtype": "float32",
-            "shape": [-1, len(model.labels)],
-            "activation": "sigmoid" if model.multi_label else "softmax",
-        },
-        "backbone": "efficientnet-lite0",
-        "training": dict(model.info),
+    """model.json: the modelio contract (labels, thresholds, input) plus how the model was trained."""
+    spec = modelio.ModelSpec(
+        model_type=modelio.MULTI_LABEL_CLASSIFICATION if model.multi_label else modelio.IMAGE_CLASSIFICATION,
+        labels=list(model.labels),
+        input_size=model.input_size,
+        # Per-label assumed thresholds; the training pipeline replaces these with evaluation's.
+        thresholds=dict(zip(model.labels, model.thresholds, strict=True)),
+        input_name=INPUT_NAME,
+        outputs=(OUTPUT_NAME,),
+    )
+    doc = spec.to_json()
+    # Applied inside the graph; written down for anyone running the backbone alone.
+    doc["input"]["normalization"].update(scale=1 / 255, mean=list(bb.MEAN), std=list(bb.STD))
+    doc["output"] = {
+        "name": OUTPUT_NAME,
+        "dtype": "float32",
+        "shape": [-1, len(model.labels)],
+        "activation": "sigmoid" if model.multi_label else "softmax",
     }
+    doc["backbone"] = "efficientnet-lite0"
+    doc["training"] = dict(model.info)
+    return doc
 
 
 def export_onnx(model: TrainedModel) -> tuple[bytes, dict[str, Any]]:

@@ -1,22 +1,23 @@
 """Image decoding, resizing and training-time augmentation shared by training and prediction.
 
-The model's input contract (also written into the exported metadata): RGB, the whole image
-resized to size×size with bilinear interpolation (no crop, aspect ratio not kept), no EXIF
-rotation (the datasets' boxes refer to the stored pixel grid, so serving must not rotate either).
+The model's input contract is services/common/modelio.py (also written into the exported
+metadata): RGB, EXIF orientation applied, the whole image resized to size×size with bilinear
+interpolation (no crop, aspect ratio not kept).
 """
 
 from __future__ import annotations
 
-import io
 import math
 from typing import TypeAlias
 
 import numpy as np
 from PIL import Image
 
+from services.common import modelio
+
 ImageInput: TypeAlias = bytes | Image.Image | np.ndarray
 
-RESIZE = Image.Resampling.BILINEAR
+RESIZE = modelio.RESIZE
 
 
 def decode(image: ImageInput, min_size: int | None = None) -> Image.Image:
@@ -27,10 +28,8 @@ def decode(image: ImageInput, min_size: int | None = None) -> Image.Image:
     result is resized to min_size anyway.
     """
     if isinstance(image, bytes):
-        img = Image.open(io.BytesIO(image))
-        if min_size is not None:
-            img.draft("RGB", (min_size, min_size))
-    elif isinstance(image, np.ndarray):
+        return modelio.decode(image, min_size)[0]
+    if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an HWC uint8 RGB array, got {image.dtype} {image.shape}")
         img = Image.fromarray(image)
@@ -41,7 +40,7 @@ def decode(image: ImageInput, min_size: int | None = None) -> Image.Image:
 
 def resize(img: Image.Image, size: int) -> np.ndarray:
     """The model's input: the whole image stretched to size×size, as an HWC uint8 array."""
-    return np.asarray(img.resize((size, size), RESIZE))
+    return modelio.resize(img, size)
 
 
 def augment(img: Image.Image, size: int, rng: np.random.Generator, min_scale: float) -> np.ndarray:

@@ -39,12 +39,17 @@ def usable_cpus() -> int:
 
 
 def configure_torch(threads: int | None = None) -> int:
-    """Sets PyTorch's intra-op threads to the usable CPUs (or `threads`) and returns the count.
+    """Sets PyTorch's intra-op threads and returns the count: `threads`, else OMP_NUM_THREADS, else
+    the usable CPUs shared among torchrun's processes on this machine (LOCAL_WORLD_SIZE).
 
     Warns once per call when the malloc thresholds are missing, because training then runs
     about three times slower and nothing else would say why.
     """
-    count = threads or usable_cpus()
+    count = (
+        threads
+        or int(os.environ.get("OMP_NUM_THREADS") or 0)
+        or max(1, usable_cpus() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    )
     torch.set_num_threads(count)
     if not malloc_tuned():
         log.warning(
