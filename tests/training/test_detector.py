@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import skimage.data
+import torch
 from PIL import Image, ImageDraw
 
 from services.common import modelio
@@ -206,6 +207,21 @@ def test_same_seed_same_model() -> None:
     a, b = (r.net.head.state_dict() for r in runs)
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
     assert runs[0].predict(images[:2]) == runs[1].predict(images[:2])
+
+
+def test_fine_tuning_runs_when_it_fits_and_is_skipped_when_it_does_not() -> None:
+    images, boxes = dataset(4, seed=5)
+    config = replace(FAST, views=2, head_epochs=2, finetune_epochs=2)
+    roomy = [
+        detector.train_detector(images, boxes, lambda _: None, time_budget_s=900.0, seed=1, config=config)
+        for _ in range(2)
+    ]
+    assert roomy[0].info["finetune"]["steps"] == roomy[0].info["finetune"]["planned_steps"] >= 1
+    # Measuring step speeds to share the budget leaves a seeded run reproducible.
+    a, b = (r.net.state_dict() for r in roomy)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    tight = detector.train_detector(images, boxes, lambda _: None, time_budget_s=0.01, seed=1, config=config)
+    assert "finetune" not in tight.info and "finetune_skipped" in tight.info
 
 
 def test_postprocess_is_classwise_nms() -> None:

@@ -944,6 +944,64 @@ def _run_phase(
     }
 
 
+def _step_seconds(forward: Forward, modules: Sequence[nn.Module], cache: _Cache, batch: int) -> float:
+    """Seconds of one forward + backward on a batch (the second of two, past allocation warm-up).
+
+    No optimiser step and gradients are dropped: the model is unchanged, so measuring keeps runs with
+    the same seed identical. GroupNorm in the head and eval-mode batch-norm in the backbone mean the
+    forward passes change no statistics either.
+    """
+    idx = torch.arange(min(batch, len(cache)))
+    took = 0.0
+    for _ in range(2):
+        start = time.monotonic()
+        cls, reg, ctr = forward(idx)
+        (cls.float().mean() + reg.float().mean() + ctr.float().mean()).backward()
+        took = time.monotonic() - start
+    for m in modules:
+        m.zero_grad(set_to_none=True)
+    return took
+
+
+def _share_budget(
+    head_forward: Forward,
+    tuned_forward: Forward,
+    head: nn.Module,
+    tail: nn.Module,
+    cache: _Cache,
+    plan: _Plan,
+    config: DetectorConfig,
+    clock: _Clock,
+    budget_s: float,
+    info: dict[str, Any],
+) -> tuple[float, bool]:
+    """Splits what is left of the budget between the head phase and fine-tuning, from measured speeds.
+
+    A head step costs a few times less than a fine-tuning step, and the head's epochs matter more, so
+    when both do not fit the head keeps its whole schedule and fine-tuning gets the rest (or is skipped
+    when that rest is under a third of its schedule). Returns the head phase's deadline and whether to
+    fine-tune.
+    """
+    n = len(cache)
+    bs = min(config.batch_size, n)
+    for p in tail.parameters():
+        p.requires_grad_(True)
+    per_tune = _step_seconds(tuned_forward, [tail, head], cache, bs)
+    for p in tail.parameters():
+        p.requires_grad_(False)
+    per_head = _step_seconds(head_forward, [head], cache, bs)
+    need_head = per_head * round(plan.head_epochs * n / bs)
+    need_tune = per_tune * round(plan.finetune_epochs * n / bs)
+    left = budget_s * 0.97 - clock.elapsed()
+    info["step_seconds"] = {"head": round(per_head, 3), "finetune": round(per_tune, 3)}
+    if need_head + need_tune <= left:
+        return budget_s * 0.97 - need_tune, True
+    if left - need_head >= need_tune / 3:
+        return clock.elapsed() + need_head, True
+    info["finetune_skipped"] = f"needs {need_tune:.0f} s, {max(left - need_head, 0):.0f} s left"
+    return budget_s * 0.97, False
+
+
 def train_detector(
     images: list[Image.Image],
     boxes: list[list[GroundTruthBox]],
@@ -1021,8 +1079,21 @@ def train_detector(
     def head_forward(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return head([cache.maps[b][idx].float() for b in head_blocks])
 
-    # Fine-tuning, when planned, gets the last part of the budget; the head phase must leave it room.
-    head_deadline = time_budget_s * (0.75 if finetune else 0.97)
+    tail = nn.ModuleList([*backbone._blocks[tune_from:], backbone._conv_head, backbone._bn1])
+    # Backbone batch-norm stays in eval mode: statistics of 32 correlated views are noisier than the
+    # ImageNet ones; its affine parameters still train.
+    tail.eval()
+
+    def tuned_forward(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        outputs = {b: cache.maps[b][idx].float() for b in head_blocks if b < tune_from}
+        outputs.update(run_backbone(backbone, cache.maps[tune_from - 1][idx].float(), tune_from, head_blocks))
+        return head([outputs[b] for b in head_blocks])
+
+    head_deadline = time_budget_s * 0.97
+    if finetune:
+        head_deadline, finetune = _share_budget(
+            head_forward, tuned_forward, head, tail, cache, plan, config, clock, time_budget_s, info
+        )
     _run_phase(
         "head",
         [{"params": list(head.parameters()), "lr": config.head_lr}],
@@ -1038,21 +1109,9 @@ def train_detector(
         info,
     )
 
-    if finetune and clock.left() > 0.1 * time_budget_s:
-        tail = nn.ModuleList([*backbone._blocks[tune_from:], backbone._conv_head, backbone._bn1])
+    if finetune and clock.left() > 0.05 * time_budget_s:
         for p in tail.parameters():
             p.requires_grad_(True)
-        # Backbone batch-norm stays in eval mode: statistics of 32 correlated views are noisier than the
-        # ImageNet ones; its affine parameters still train.
-        tail.eval()
-
-        def tuned_forward(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            outputs = {b: cache.maps[b][idx].float() for b in head_blocks if b < tune_from}
-            outputs.update(
-                run_backbone(backbone, cache.maps[tune_from - 1][idx].float(), tune_from, head_blocks)
-            )
-            return head([outputs[b] for b in head_blocks])
-
         _run_phase(
             "finetune",
             [
