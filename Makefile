@@ -34,7 +34,7 @@ protos: $(STAMP) ## Regenerate the gRPC stubs from protos/ (pinned grpcio-tools)
 	$(PY) scripts/gen_protos.py
 	touch $(GEN_STAMP)
 
-up: install ## Start the embedded stack (Postgres, S3, Triton, services); writes $(DATA_DIR)/stack.env
+up: install ## Start the embedded stack (Postgres, S3, Triton, services, HTTP edge); writes $(DATA_DIR)/stack.env
 	$(PY) -m scripts.stack up --data-dir $(DATA_DIR)
 
 down: ## Stop everything `make up` started

@@ -1,9 +1,9 @@
 """`make demo`: the workflow of spec/workflow.md through the `customlabels` CLI on the running stack.
 
 Each step prints the command it runs and the JSON the service returned, so the output doubles as a
-tutorial. Today it covers what is built (projects, tags, project policies, datasets, training and
-evaluation); the serving issue adds start, detect and stop. Its images are made by scripts/samples.py
-(shapes drawn onto scikit-image's photos), so it needs nothing but the stack.
+tutorial: projects, tags, project policies, datasets, training and evaluation, starting the model on
+Triton, DetectCustomLabels on new images, stopping it, and cleaning up. Its images are made by
+scripts/samples.py (shapes drawn onto scikit-image's photos), so it needs nothing but the stack.
 """
 
 from __future__ import annotations
@@ -71,6 +71,23 @@ def wait_dataset(common: list[str], dataset_arn: str, timeout: float = 300) -> d
             return desc
         if time.monotonic() > deadline:
             raise SystemExit(f"dataset still {desc['Status']} after {timeout} s")
+        time.sleep(1)
+
+
+def wait_version(common: list[str], project_arn: str, wanted: str, timeout: float = 300) -> dict[str, Any]:
+    """Polls describe-project-versions every second until the version leaves STARTING/STOPPING."""
+    deadline = time.monotonic() + timeout
+    args = ["describe-project-versions", "--project-arn", project_arn, "--version-names", "v1"]
+    while True:
+        proc = subprocess.run([CLI, *common, *args], capture_output=True, text=True, check=True)
+        version = json.loads(proc.stdout)["ProjectVersionDescriptions"][0]
+        if version["Status"] not in ("STARTING", "STOPPING"):
+            print(f"\n$ customlabels {shlex.join(args)}\n  Status: {version['Status']}")
+            if version["Status"] != wanted:
+                raise SystemExit(f"expected {wanted}: {version.get('StatusMessage')}")
+            return version
+        if time.monotonic() > deadline:
+            raise SystemExit(f"version still {version['Status']} after {timeout} s")
         time.sleep(1)
 
 
@@ -211,7 +228,30 @@ def main() -> None:
             f"  assumed threshold {m['Threshold']:.3f}  ({row['NumberOfTestingImages']} test images)"
         )
 
-    print("\n== 7. Clean up (a project with datasets or versions cannot be deleted)")
+    print("\n== 7. Start the model (Triton loads it; one inference unit)")
+    started = time.monotonic()
+    run(*common, "start-project-version", "--project-version-arn", version_arn, "--min-inference-units", "1")
+    wait_version(common, arn, "RUNNING")
+    print(f"  running after {time.monotonic() - started:.1f} s")
+
+    print("\n== 8. DetectCustomLabels on new images (never seen in training)")
+    detect = [*common, "detect-custom-labels", "--project-version-arn", version_arn, "--image-bytes"]
+    for sample in samples.classification(per_label=1, seed=99):
+        path = work / f"new-{sample.file_name}"
+        path.write_bytes(sample.data)
+        print(f"\n(image drawn with a {sample.labels[0]})")
+        run(*detect, f"fileb://{path}")
+    run(*detect, f"fileb://{path}", "--min-confidence", "0", "--max-results", "3")
+    print("\n(a file that is not an image is refused with the AWS error)")
+    (work / "notes.txt").write_text("not an image")
+    run(*detect, f"fileb://{work / 'notes.txt'}", expect_error="InvalidImageFormatException")
+
+    print("\n== 9. Stop the model")
+    run(*common, "stop-project-version", "--project-version-arn", version_arn)
+    wait_version(common, arn, "STOPPED")
+    run(*detect, f"fileb://{path}", expect_error="ResourceNotReadyException")
+
+    print("\n== 10. Clean up (a project with datasets or versions cannot be deleted)")
     run(*common, "delete-project", "--project-arn", arn, expect_error="ResourceInUseException")
     run(*common, "delete-project-version", "--project-version-arn", version_arn)
     run(*common, "delete-dataset", "--dataset-arn", test_arn)

@@ -33,7 +33,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -359,6 +359,60 @@ class AdoptedProcess(ManagedProcess):
     def probe(self) -> bool:
         """Alive is all we can tell."""
         return self.is_alive()
+
+
+class Watchdog:
+    """Restarts a part whenever it dies, as Kubernetes or systemd would: a thread checking every `interval`.
+
+    `on_restart(part)` runs after each restart once the part is ready again (the stack records the new
+    PID there).
+    """
+
+    def __init__(
+        self,
+        part: ManagedProcess,
+        *,
+        interval: float = 0.5,
+        ready_timeout: float = 90.0,
+        on_restart: Callable[[ManagedProcess], None] | None = None,
+    ) -> None:
+        self.part = part
+        self.interval = interval
+        self.ready_timeout = ready_timeout
+        self.on_restart = on_restart
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watchdog-{part.name}", daemon=True)
+
+    def start(self) -> Watchdog:
+        """Starts watching; returns self."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops watching (the part itself keeps running)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.ready_timeout + 10)
+
+    def check(self) -> bool:
+        """One check: restarts the part if it died; returns whether it did."""
+        if self.part.is_alive():
+            return False
+        try:
+            self.part.start()
+            self.part.wait_ready(self.ready_timeout)
+        except (PartFailed, OSError, RuntimeError) as error:
+            print(f"watchdog: {self.part.name} did not come back: {error}", file=sys.stderr, flush=True)
+            return False
+        self.restarts += 1
+        if self.on_restart is not None:
+            self.on_restart(self.part)
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.check()
 
 
 def stop_all(parts: Iterable[ManagedProcess], grace: float | None = None) -> None:
@@ -775,6 +829,17 @@ def _pytriton_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
 
 
+def _replace_file(source: str | Path, target: str | Path) -> None:
+    """Copy a file by writing a new one and renaming it over the target: the stubs of a Triton that was
+    killed may still run the old binary, which cannot be opened for writing ("Text file busy")."""
+    target = Path(target)
+    if target.exists() and target.read_bytes() == Path(source).read_bytes():
+        return
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copy2(source, temporary)
+    os.replace(temporary, target)
+
+
 def ensure_triton_repository(s3: S3Endpoint, bucket: str, prefix: str) -> None:
     """Make `s3://bucket/prefix` a model repository Triton accepts (it refuses an empty prefix)."""
     client = s3.client()
@@ -871,6 +936,7 @@ class Triton(ManagedProcess):
 
     def prepare(self) -> None:
         """Install the python backend (plus the stub for our Python) and make sure the repository exists."""
+        self._end_stale_stubs()
         source = _pytriton_dir()
         python_backend = self.backends_dir / "python"
         shutil.copytree(
@@ -878,10 +944,30 @@ class Triton(ManagedProcess):
             python_backend,
             dirs_exist_ok=True,
             ignore=shutil.ignore_patterns("__pycache__"),
+            copy_function=_replace_file,
         )
         stub = source / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}"
-        shutil.copy2(stub / "triton_python_backend_stub", python_backend / "triton_python_backend_stub")
+        _replace_file(stub / "triton_python_backend_stub", python_backend / "triton_python_backend_stub")
         ensure_triton_repository(self.s3, self.bucket, self.prefix)
+
+    def cleanup(self) -> None:
+        """End the python-backend stubs a killed Triton left behind (they outlive it, holding memory)."""
+        if not self.is_alive():
+            self._end_stale_stubs()
+
+    def _end_stale_stubs(self) -> None:
+        # Only the stub binary of this Triton's own backends folder: processes it started, nobody else's.
+        stub = str(self.backends_dir / "python" / "triton_python_backend_stub").encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                argv0 = (proc / "cmdline").read_bytes().split(b"\0", 1)[0]
+            except OSError:
+                continue
+            ref = ProcessRef.of(int(proc.name)) if argv0 == stub else None
+            if ref is not None:
+                ref.send_signal(signal.SIGKILL)
 
     def probe(self) -> bool:
         """`GET /v2/health/ready` answers 200."""

@@ -1,4 +1,4 @@
-"""The project, dataset and training services in one process, wired to each other over real gRPC.
+"""The project, dataset, training (and serving) services in one process, wired over real gRPC.
 
 Tests and benchmarks use this instead of separate processes: same servers, same channels, same
 database and object store, but started in milliseconds on free ports.
@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 from customlabels.dataset.v1 import dataset_service_pb2_grpc as ds_grpc
 from customlabels.project.v1 import project_service_pb2_grpc as pj_grpc
+from customlabels.serving.v1 import serving_service_pb2_grpc as sv_grpc
 from customlabels.training.v1 import training_service_pb2_grpc as tr_grpc
 
 from scripts.embedded import Postgres, SeaweedS3, free_port
-from services.common import db
+from services.common import clients, db
 from services.common.config import Config
 from services.common.jobs import JobSettings
 from services.common.storage import ObjectStore
@@ -30,6 +30,10 @@ from services.dataset import app as dataset_app
 from services.dataset.peers import ProjectClient
 from services.project import app as project_app
 from services.project.peers import GrpcPeers
+from services.serving import app as serving_app
+from services.serving.config import ServingSettings
+from services.serving.peers import TrainingClient
+from services.serving.triton import TritonClient
 from services.training import app as training_app
 from services.training.peers import Peers as TrainingPeers
 
@@ -49,6 +53,9 @@ class LocalServices:
     models_bucket: str
     s3: Any
     env: dict[str, str]
+    # The serving service, when started with a Triton (see `start`).
+    serving: sv_grpc.ServingServiceStub | None = None
+    serving_addr: str = ""
     _stops: list[Any] = field(default_factory=list, repr=False)
 
     def stop(self) -> None:
@@ -63,10 +70,14 @@ def start(
     s3: Any,
     serving_addr: str | None = None,
     jobs: JobSettings | None = None,
+    triton: Any = None,
+    serving_settings: ServingSettings | None = None,
 ) -> LocalServices:
     """Migrates the schemas and starts the services on free ports; `s3` has endpoint/access_key/secret_key.
 
-    `env` of the result holds the variables a separate process (a training worker) needs to join them.
+    With `triton` (grpc_addr, bucket, prefix: a TritonServer of tests/infra.py), the serving service
+    runs too, on that Triton, with `serving_settings`. `env` of the result holds the variables a
+    separate process (a training worker, a serving process) needs to join them.
     """
     project_addr, dataset_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     training_addr = f"127.0.0.1:{free_port()}"
@@ -117,8 +128,20 @@ def start(
         training_app.Deps(pool=training_pool, store=store, peers=training_peers),
     )
     stops.append(lambda: training.stop(0))
-    channels = [grpc.insecure_channel(a) for a in (project_addr, dataset_addr, training_addr)]
+    channels = [clients.channel(a) for a in (project_addr, dataset_addr, training_addr)]
     stops += [c.close for c in channels]
+    serving = None
+    if triton is not None:
+        env.update(
+            CUSTOMLABELS_TRITON_GRPC_ADDR=triton.grpc_addr,
+            CUSTOMLABELS_TRITON_BUCKET=triton.bucket,
+            CUSTOMLABELS_TRITON_PREFIX=triton.prefix,
+        )
+        serving_addr = start_serving(env, store, serving_settings or ServingSettings(), stops)
+        env["CUSTOMLABELS_SERVING_ADDR"] = serving_addr
+        serving_channel = clients.channel(serving_addr)
+        stops.append(serving_channel.close)
+        serving = sv_grpc.ServingServiceStub(serving_channel)
     return LocalServices(
         project=pj_grpc.ProjectServiceStub(channels[0]),
         dataset=ds_grpc.DatasetServiceStub(channels[1]),
@@ -131,8 +154,28 @@ def start(
         models_bucket=models_bucket,
         s3=s3,
         env=env,
+        serving=serving,
+        serving_addr=env["CUSTOMLABELS_SERVING_ADDR"] if serving else "",
         _stops=stops,
     )
+
+
+def start_serving(
+    env: dict[str, str], store: ObjectStore, settings: ServingSettings, stops: list[Any]
+) -> str:
+    """Starts the serving service in-process with `env` (database, training, Triton); returns its address.
+
+    What stops it (server, control loop, channels, pool) is appended to `stops`."""
+    database_url = env["DATABASE_URL"]
+    db.migrate(database_url, serving_app.SCHEMA, serving_app.MIGRATIONS)
+    config = Config.from_env("serving", {**env, "CUSTOMLABELS_LISTEN_ADDR": "127.0.0.1:0"})
+    pool = db.create_pool(database_url, serving_app.SCHEMA)
+    training = TrainingClient(config.training_addr)
+    triton = TritonClient(config.triton_grpc_addr)
+    stops += [pool.close, training.close, triton.close]
+    running = serving_app.build_server(config, serving_app.Deps(pool, store, training, triton, settings))
+    stops.append(lambda: running.stop(0))
+    return f"127.0.0.1:{running.port}"
 
 
 @contextmanager

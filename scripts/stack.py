@@ -1,8 +1,10 @@
 """The embedded stack: `python -m scripts.stack up|down|status [--data-dir .data]` (what `make up` runs).
 
 One machine, no Docker: a private Postgres cluster, a SeaweedFS S3 server and Triton as local processes,
-then the services (those whose module exists) on 127.0.0.1:50051-50054. Everything lives under the data
-directory:
+then the services (those whose module exists) on 127.0.0.1:50051-50054, and the HTTP edge (AWS JSON, for
+boto3 and the AWS CLI) on 127.0.0.1:8080, or on a free port when 8080 is taken. The services demand the
+stack's API token; the edge accepts the stack's development access key. Both are made on the first `up` and
+kept. Everything lives under the data directory:
 
     stack.json   ports, PIDs and generated credentials (mode 0600)
     stack.env    the endpoints as KEY=value lines a shell can source
@@ -13,6 +15,8 @@ directory:
 a dead one is started again on its saved ports when they are free. `down` stops exactly the processes
 that `up` recorded (checked by PID and start time) and keeps the data, so the next `up` finds it again.
 `status` prints one line per part and exits non-zero when a part that should run is not running.
+The `supervisor` part (`python -m scripts.stack supervise`) restarts Triton on its ports whenever it
+dies, as Kubernetes would; the serving service then loads again the models that should run.
 """
 
 from __future__ import annotations
@@ -23,8 +27,12 @@ import json
 import os
 import secrets
 import shlex
+import signal
+import string
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -82,6 +90,11 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("training-worker", "services.training.worker", None),
 )
 
+# The HTTP edge: started after the gRPC services it calls, ready when GET /health answers. It is not in
+# SERVICES, whose entries are gRPC servers. An explicit CUSTOMLABELS_EDGE_PORT must be free; the default
+# port gives way to a free one (8080 is a popular port on a developer's machine).
+EDGE = ServiceSpec("edge", "services.edge", 8080)
+
 # Extra environment per process. Large CPU batches in training are dominated by glibc allocation
 # below these thresholds (measured in issue 4), and they must be set before the process starts.
 PROCESS_ENV = {
@@ -89,6 +102,10 @@ PROCESS_ENV = {
 }
 
 INFRA = ("postgres", "s3", "triton")
+# The process that restarts a dead Triton (Kubernetes does that in production); the serving service
+# then loads again what should run.
+SUPERVISOR = "supervisor"
+SUPERVISE_INTERVAL = 1.0
 IMAGES_BUCKET = "customlabels-images"
 MODELS_BUCKET = "customlabels-models"
 TRITON_BUCKET = "customlabels-triton"
@@ -136,11 +153,13 @@ class State:
                     "pg_password": secrets.token_hex(16),
                     "s3_access_key": "cl" + secrets.token_hex(9),
                     "s3_secret_key": secrets.token_hex(20),
+                    **_api_secrets(),
                 }
             )
         raw = json.loads(path.read_text())
         return cls(
-            secrets=raw["secrets"],
+            # A stack made before the token and the edge existed gets them once, then keeps them.
+            secrets={**_api_secrets(), **raw["secrets"]},
             ports=raw.get("ports", {}),
             processes={name: Record(**rec) for name, rec in raw.get("processes", {}).items()},
         )
@@ -165,6 +184,52 @@ class State:
         """Remember a part we just started."""
         assert part.ref is not None
         self.processes[part.name] = Record(part.ref.pid, part.ref.start_time, part.fingerprint())
+
+
+_KEY_ID_LETTERS = string.ascii_uppercase + string.digits
+
+
+def _api_secrets() -> dict[str, str]:
+    """New credentials of the API: the services' bearer token and the edge's development key pair."""
+    return {
+        "api_token": secrets.token_urlsafe(32),
+        # The shapes of AWS keys (20 upper-case letters/digits, 40 characters), which SDKs expect.
+        "edge_access_key_id": "AKCL" + "".join(secrets.choice(_KEY_ID_LETTERS) for _ in range(16)),
+        "edge_secret_access_key": secrets.token_urlsafe(30),
+    }
+
+
+class HttpServiceProcess(ServiceProcess):
+    """A service of ours that speaks HTTP: ready when `GET /health` answers 200."""
+
+    def probe(self) -> bool:
+        """`GET /health` answers 200."""
+        with urllib.request.urlopen(f"http://{self.addr}/health", timeout=1.0) as response:
+            return bool(response.status == 200)
+
+
+class Supervisor(ManagedProcess):
+    """`python -m scripts.stack supervise`: restarts Triton on its ports whenever it dies (see cmd_supervise)."""
+
+    def __init__(self, data_dir: Path, log_path: Path) -> None:
+        super().__init__(SUPERVISOR, log_path)
+        self.data_dir = data_dir
+
+    def command(self) -> list[str]:
+        """This script's `supervise` command on the stack's data directory."""
+        return [sys.executable, "-m", "scripts.stack", "supervise", "--data-dir", str(self.data_dir)]
+
+    def cwd(self) -> Path:
+        """The repository root, so `scripts.stack` imports from the working tree."""
+        return REPO_ROOT
+
+    def environment(self) -> dict[str, str]:
+        """Unbuffered, so its messages reach its log at once."""
+        return {"PYTHONUNBUFFERED": "1"}
+
+    def probe(self) -> bool:
+        """Up for half a second."""
+        return time.monotonic() - self._started_at >= 0.5
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -252,6 +317,7 @@ class Stack:
             "CUSTOMLABELS_TRITON_PREFIX": TRITON_PREFIX,
             "CUSTOMLABELS_REGION": os.environ.get("CUSTOMLABELS_REGION", "local"),
             "CUSTOMLABELS_ACCOUNT_ID": os.environ.get("CUSTOMLABELS_ACCOUNT_ID", "000000000000"),
+            "CUSTOMLABELS_API_TOKEN": self.state.secrets["api_token"],
         }
         for spec in SERVICES:
             port = spec.port()
@@ -270,6 +336,42 @@ class Stack:
             parts.append((spec, ServiceProcess(spec.name, spec.module, process_env, log, addr=addr)))
         return parts
 
+    def edge_port(self, *, choose: bool = False) -> int:
+        """The edge's port: CUSTOMLABELS_EDGE_PORT, else its saved one, else 8080 when free, else a free one."""
+        explicit = os.environ.get(f"{EDGE.env_prefix}_PORT")
+        if explicit:
+            return int(explicit)
+        default = EDGE.default_port
+        assert default is not None
+        return self._ports(
+            EDGE.name, lambda: {"port": default if port_is_free(default) else free_port()}, choose=choose
+        ).get("port", default)
+
+    def edge(self, env: dict[str, str], port: int) -> HttpServiceProcess:
+        """The edge part, with the services' environment and the development key pair."""
+        secrets_ = self.state.secrets
+        edge_env = {
+            **env,
+            "CUSTOMLABELS_EDGE_CREDENTIALS": f"{secrets_['edge_access_key_id']}:{secrets_['edge_secret_access_key']}",
+        }
+        return HttpServiceProcess(
+            EDGE.name, EDGE.module, edge_env, self.logs / f"{EDGE.name}.log", addr=f"{LOOPBACK}:{port}"
+        )
+
+    def user_env(self, env: dict[str, str], edge_port: int) -> dict[str, str]:
+        """stack.env: the services' environment plus what an AWS client of the edge needs."""
+        secrets_ = self.state.secrets
+        return {
+            **env,
+            "CUSTOMLABELS_EDGE_ENDPOINT": f"http://{LOOPBACK}:{edge_port}",
+            "CUSTOMLABELS_AWS_ACCESS_KEY_ID": secrets_["edge_access_key_id"],
+            "CUSTOMLABELS_AWS_SECRET_ACCESS_KEY": secrets_["edge_secret_access_key"],
+        }
+
+    def supervisor(self) -> Supervisor:
+        """The supervisor part."""
+        return Supervisor(self.data_dir, self.logs / f"{SUPERVISOR}.log")
+
     def all_parts(self) -> list[tuple[ManagedProcess, bool, str]]:
         """(part, should it run, endpoint) for every part in start order, adopted where recorded."""
         pg, s3 = self.postgres(), self.s3()
@@ -282,6 +384,9 @@ class Stack:
         ]
         for spec, service in self.services(env):
             rows.append((service, module_available(spec.module), service.addr or "(no port)"))
+        edge = self.edge(env, self.edge_port())
+        rows.append((edge, module_available(EDGE.module), f"http://{edge.addr}"))
+        rows.append((self.supervisor(), True, "restarts a dead Triton"))
         known = {part.name for part, _, _ in rows}
         # A recorded process that the table no longer lists is still ours to report and stop.
         rows += [
@@ -350,7 +455,7 @@ def _report(part: ManagedProcess, action: str, endpoint: str) -> None:
 
 
 def _bring_up(stack: Stack, deadline: float) -> dict[str, str]:
-    """Start (or find running) every part in dependency order; return the service environment."""
+    """Start (or find running) every part in dependency order; return what stack.env holds."""
     secrets_ = stack.state.secrets
     # S3 is launched first so that it boots while initdb runs.
     s3 = stack.s3(choose_ports=True)
@@ -375,6 +480,10 @@ def _bring_up(stack: Stack, deadline: float) -> dict[str, str]:
     _report(pg, pg_action, _masked(env["DATABASE_URL"], secrets_))
     _ready(triton, deadline)
     _report(triton, triton_action, f"grpc {triton.grpc_addr}  http {triton.http_addr}")
+    supervisor = stack.supervisor()
+    supervisor_action = _ensure(stack, supervisor)
+    _ready(supervisor, deadline)
+    _report(supervisor, supervisor_action, "restarts a dead Triton")
 
     services: list[tuple[ServiceProcess, str]] = []
     for spec, service in stack.services(env):
@@ -398,13 +507,25 @@ def _bring_up(stack: Stack, deadline: float) -> dict[str, str]:
         if len(failures) == 1:
             raise failures[0]
         raise PartFailed(", ".join(sorted(failed)), "\n\n".join(str(failure) for failure in failures))
-    return env
+    return stack.user_env(env, _bring_up_edge(stack, env, deadline))
+
+
+def _bring_up_edge(stack: Stack, env: dict[str, str], deadline: float) -> int:
+    """Start (or find running) the HTTP edge once the services answer; return its port."""
+    port = stack.edge_port(choose=True)
+    if not stack.running(EDGE.name) and not port_is_free(port):
+        raise PartFailed(EDGE.name, f"port {port} is taken by another process (set {EDGE.env_prefix}_PORT)")
+    edge = stack.edge(env, port)
+    action = _ensure(stack, edge)
+    _ready(edge, deadline)
+    _report(edge, action, f"http://{edge.addr}")
+    return port
 
 
 def _masked(text: str, secrets_: dict[str, str]) -> str:
     """The text with the passwords and the S3 secret key replaced by ***."""
     for key, secret in secrets_.items():
-        if key != "s3_access_key":
+        if key not in ("s3_access_key", "edge_access_key_id"):
             text = text.replace(secret, "***")
     return text
 
@@ -427,7 +548,8 @@ def cmd_up(data_dir: Path, timeout: float) -> int:
     write_env(stack.env_path, env)
     _say(f"stack up in {time.monotonic() - began:.1f} s; endpoints written to {stack.env_path}:")
     for key, value in env.items():
-        _say(f"  {key}={'***' if 'SECRET' in key else _masked(value, stack.state.secrets)}")
+        hidden = "SECRET" in key or "TOKEN" in key
+        _say(f"  {key}={'***' if hidden else _masked(value, stack.state.secrets)}")
     return 0
 
 
@@ -496,16 +618,56 @@ def cmd_status(data_dir: Path) -> int:
     return 1 if problems else 0
 
 
+def _supervise_once(data_dir: Path, children: list[ManagedProcess]) -> None:
+    """Restart Triton on its saved ports if it is recorded and dead; skipped while `up` or `down` works."""
+    for child in list(children):
+        if not child.is_alive():  # reaps a Triton we started that died again
+            children.remove(child)
+    with open(data_dir / "stack.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        stack = Stack(data_dir)
+        rec = stack.state.processes.get("triton")
+        if rec is None or rec.ref.is_alive():
+            return
+        triton = stack.triton(stack.s3().s3)
+        triton.start()
+        children.append(triton)
+        stack.state.record(triton)
+        stack.state.save(stack.state_path)
+    _say(f"{time.strftime('%H:%M:%S')} triton was dead: restarted (pid {triton.pid})")
+    triton.wait_ready(READY_TIMEOUT)
+    _say(f"{time.strftime('%H:%M:%S')} triton ready")
+
+
+def cmd_supervise(data_dir: Path) -> int:
+    """Every second, restart Triton if it died (what `up` starts as the `supervisor` part); until SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    children: list[ManagedProcess] = []
+    while not stop.wait(SUPERVISE_INTERVAL):
+        try:
+            _supervise_once(data_dir, children)
+        except Exception as error:  # noqa: BLE001 - e.g. S3 is down too: try again next round
+            print(f"supervisor: {error}", file=sys.stderr, flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run `up`, `down` or `status`."""
+    """Parse the command line and run `up`, `down`, `status` or `supervise`."""
     parser = argparse.ArgumentParser(prog="python -m scripts.stack", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "supervise"))
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / ".data", help="default: <repo>/.data")
     parser.add_argument("--timeout", type=float, default=READY_TIMEOUT, help="seconds `up` waits for health")
     args = parser.parse_args(argv)
     data_dir: Path = args.data_dir.resolve()
     if args.command == "status":
         return cmd_status(data_dir)
+    if args.command == "supervise":
+        return cmd_supervise(data_dir)
     if args.command == "down" and not (data_dir / "stack.json").exists():
         _say("stack is not running")
         return 0

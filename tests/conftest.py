@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import pytest
 
 from scripts import inprocess
 from scripts.inprocess import LocalServices
+from services.common import clients
 from services.common.config import Config
 
 pytest_plugins = ["tests.infra"]
@@ -38,24 +40,30 @@ def unique() -> str:
 
 
 @pytest.fixture(scope="module")
-def placeholder_peers() -> Iterator[dict[str, Served]]:
-    """The serving service as it is today (UNIMPLEMENTED operations)."""
-    from services.serving import app as serving_app
+def api_token() -> Iterator[str]:
+    """The bearer token of the module's services, set in the environment as a deployment sets it.
 
-    started = {}
-    for name, app in (("serving", serving_app),):
-        running = app.build_server(service_config(name, "postgresql://unused"))
-        addr = f"127.0.0.1:{running.port}"
-        started[name] = (running, Served(addr, grpc.insecure_channel(addr)))
-    yield {name: served for name, (_, served) in started.items()}
-    for running, served in started.values():
-        served.channel.close()
-        running.stop(0)
+    Servers built while it is set demand it, and every client of ours (peers, the CLI, worker
+    processes started with os.environ) sends it (services/common/auth.py).
+    """
+    token = secrets.token_urlsafe(24)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CUSTOMLABELS_API_TOKEN", token)
+        yield token
 
 
 @pytest.fixture(scope="module")
-def stack(database_url: str, s3_server: Any, placeholder_peers: dict[str, Served]) -> Iterator[LocalServices]:
-    """Real project + dataset services (own database, own images bucket), job leases of 3 s."""
-    services = inprocess.start(database_url, s3_server, placeholder_peers["serving"].addr)
+def stack(database_url: str, s3_server: Any, triton_server: Any, api_token: str) -> Iterator[LocalServices]:
+    """Real project, dataset, training and serving services (own database, own buckets), job leases
+    of 3 s, token on; serving runs its models on the session's Triton."""
+    services = inprocess.start(database_url, s3_server, triton=triton_server)
     yield services
     services.stop()
+
+
+@pytest.fixture(scope="module")
+def peers(stack: LocalServices) -> Iterator[dict[str, Served]]:
+    """A channel to the serving service of the module's stack (the services LocalServices has no stub field for)."""
+    served = Served(stack.serving_addr, clients.channel(stack.serving_addr))
+    yield {"serving": served}
+    served.channel.close()

@@ -39,6 +39,7 @@ from scripts.embedded import (
     S3Endpoint,
     SeaweedS3,
     Triton,
+    Watchdog,
     ensure_triton_repository,
     free_port,
 )
@@ -53,12 +54,15 @@ __all__ = ["S3Endpoint", "TritonServer"]
 
 
 class TritonServer(NamedTuple):
-    """A running Triton: its gRPC and HTTP `host:port`, and where in S3 its model repository is."""
+    """A running Triton: its gRPC and HTTP `host:port`, and where in S3 its model repository is.
+
+    `process` is the Triton part itself (its `pid` changes when the watchdog restarts it)."""
 
     grpc_addr: str
     http_addr: str
     bucket: str
     prefix: str
+    process: Triton | None = None
 
     @property
     def repository_url(self) -> str:
@@ -217,7 +221,9 @@ def s3_server(use_docker: bool, infra_dir: Path) -> Iterator[S3Endpoint]:
 
 @pytest.fixture(scope="session")
 def triton_server(s3_server: S3Endpoint, infra_dir: Path) -> Iterator[TritonServer]:
-    """Triton for the session (local process), its repository at `s3://customlabels-triton-test/repository`."""
+    """Triton for the session (local process), its repository at `s3://customlabels-triton-test/repository`.
+
+    A watchdog restarts it on its ports whenever it dies, as the stack's supervisor does (tests kill it)."""
     ensure_triton_repository(s3_server, TRITON_BUCKET, TRITON_PREFIX)
     server = Triton(
         infra_dir / "triton",
@@ -229,9 +235,12 @@ def triton_server(s3_server: S3Endpoint, infra_dir: Path) -> Iterator[TritonServ
         host=LOOPBACK,
         die_with_parent=True,
     )
+    watchdog = Watchdog(server, ready_timeout=READY_TIMEOUT)
     try:
         server.start()
         server.wait_ready(READY_TIMEOUT)
-        yield TritonServer(server.grpc_addr, server.http_addr, TRITON_BUCKET, TRITON_PREFIX)
+        watchdog.start()
+        yield TritonServer(server.grpc_addr, server.http_addr, TRITON_BUCKET, TRITON_PREFIX, server)
     finally:
+        watchdog.stop()
         server.stop()

@@ -25,6 +25,8 @@ from services.cli import endpoints, protodocs, upload, wait
 from services.cli.arguments import ArgumentError, add_flags, parse_json, request_json
 from services.cli.operations import SERVICES, Operation, operations
 from services.common import awsjson, clients, errors
+from services.common.auth import GrpcSecurity
+from services.common.config import ConfigError
 
 EXIT_USAGE = 2  # bad arguments, as argparse exits
 EXIT_SERVICE_ERROR = 254  # the service answered with an error (the AWS CLI's status)
@@ -40,6 +42,8 @@ wait-training --project-arn ARN --version-name NAME follows a training run (phas
 Addresses: --<service>-addr flags, else CUSTOMLABELS_<SERVICE>_ADDR variables, else the same keys
 in the stack.env file (--stack-env, default .data/stack.env in the current directory or a parent up
 to the repository root, written by `make up`), else 127.0.0.1:50051 (project) to :50054 (serving).
+The API token (CUSTOMLABELS_API_TOKEN) and the mutual-TLS files (CUSTOMLABELS_TLS_CERT_FILE,
+CUSTOMLABELS_TLS_KEY_FILE, CUSTOMLABELS_TLS_CA_FILE) come from the environment, else stack.env.
 
 Values: a string flag may be file://PATH; JSON flags take AWS JSON (PascalCase members) or
 file://PATH; bytes flags take fileb://PATH. --cli-input-json gives the whole request as AWS JSON;
@@ -51,6 +55,10 @@ JSON object per line. List commands return one page: pass the printed NextToken 
 
 Exit status: 0 success, 2 bad arguments, 254 the service answered with an error, 255 the service
 could not be reached or did not answer in time."""
+
+
+# Operations that take an image file as --image-bytes (the AWS CLI's shorthand for Image.Bytes).
+IMAGE_BYTES_OPERATIONS = ("DetectCustomLabels",)
 
 
 def _global_options(parser: argparse.ArgumentParser) -> None:
@@ -133,6 +141,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, tuple[Operation, 
             default=None,
             help="the whole request as AWS JSON, or file://PATH; flags override its members",
         )
+        if op.name in IMAGE_BYTES_OPERATIONS:
+            sub.add_argument(
+                "--image-bytes",
+                metavar="fileb://PATH|PATH",
+                default=None,
+                help="the image file (PNG or JPEG) sent as Image.Bytes, as the AWS CLI's --image-bytes",
+            )
         _global_options(sub)
         commands[op.command] = (op, sub)
     # Client streaming takes no flags-shaped request: upload-images has a parser of its own.
@@ -161,6 +176,14 @@ def _stack_env(args: argparse.Namespace) -> dict[str, str]:
         raise ArgumentError(f"--stack-env: {exc}") from None
 
 
+def _security(stack_env: dict[str, str]) -> GrpcSecurity:
+    """The token and TLS files of the environment, else of stack.env."""
+    try:
+        return GrpcSecurity.from_env({**stack_env, **os.environ})
+    except ConfigError as exc:
+        raise ArgumentError(str(exc)) from None
+
+
 def _request(op: Operation, args: argparse.Namespace) -> Message:
     base: Any = {}
     if args.cli_input_json is not None:
@@ -169,6 +192,13 @@ def _request(op: Operation, args: argparse.Namespace) -> Message:
             raise ArgumentError("--cli-input-json: expected a JSON object")
     raw_blobs = getattr(args, "cli_binary_format", "base64") == RAW_IN_BASE64_OUT
     document = request_json(args, op.method.input_type, base, raw_blobs)
+    image_file = getattr(args, "image_bytes", None)
+    if image_file is not None:
+        path = image_file.removeprefix("fileb://")
+        try:
+            document["Image"] = {"Bytes": Path(path).read_bytes()}
+        except OSError as exc:
+            raise ArgumentError(f"--image-bytes: cannot read {path}: {exc.strerror}") from None
     try:
         return awsjson.from_aws(document, op.request_class, raw_blobs=raw_blobs)
     except errors.InvalidParameter as exc:
@@ -216,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         addr = endpoints.resolve(
             op.service.key, getattr(args, f"{op.service.key}_addr", None), os.environ, stack_env
         )
+        security = _security(stack_env)
         if args.command == wait.COMMAND:
             request: Any = wait.prepare(args)
         elif op is upload.OPERATION:
@@ -227,10 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     timeout = getattr(args, "timeout", clients.DEFAULT_TIMEOUT_S)
     try:
         if isinstance(request, upload.Plan):  # no deadline unless --timeout: uploads take long
-            return upload.run(request, addr, getattr(args, "timeout", None))
+            return upload.run(request, addr, getattr(args, "timeout", None), security)
         if isinstance(request, wait.Plan):
-            return wait.run(request, addr, timeout)
-        for response in op.invoke(addr, request, timeout):
+            return wait.run(request, addr, timeout, security=security)
+        for response in op.invoke(addr, request, timeout, security):
             _print(awsjson.to_aws(response), stream=op.method.server_streaming)
     except grpc.RpcError as exc:
         return _report(exc, op, addr, timeout)

@@ -17,6 +17,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
 from services.common import clients
+from services.common.auth import GrpcSecurity
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,14 @@ class Operation:
         """Returns the generated request message class."""
         return message_factory.GetMessageClass(self.method.input_type)
 
-    def invoke(self, addr: str, request: Message, timeout: float) -> Iterator[Message]:
+    def invoke(
+        self, addr: str, request: Message, timeout: float, security: GrpcSecurity | None = None
+    ) -> Iterator[Message]:
         """Calls the RPC at `addr`; yields its response, or each message of a server stream.
 
         Raises grpc.RpcError as the call failed; the channel is closed once the responses are read.
         """
-        with clients.channel(addr) as channel:
+        with clients.channel(addr, security) as channel:
             rpc = getattr(self.service.stub(channel), self.method.name)
             if self.method.server_streaming:
                 yield from rpc(request, timeout=timeout)

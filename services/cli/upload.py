@@ -36,6 +36,7 @@ from customlabels.dataset.v1 import dataset_service_pb2 as pb
 from services.cli.arguments import ArgumentError, Flag
 from services.cli.operations import SERVICES, Operation
 from services.common import awsjson, clients, errors
+from services.common.auth import GrpcSecurity
 from services.dataset.importers import IMAGE_EXTENSIONS, MAX_LABEL_LENGTH
 
 _DATASET = next(service for service in SERVICES if service.key == "dataset")
@@ -370,7 +371,7 @@ def prepare(args: argparse.Namespace) -> Plan:
     return Plan(target, files, args.quiet, skipped)
 
 
-def run(plan: Plan, addr: str, timeout: float | None) -> int:
+def run(plan: Plan, addr: str, timeout: float | None, security: GrpcSecurity | None = None) -> int:
     """Streams the images to the dataset service at `addr` and prints the response.
 
     Raises grpc.RpcError (the CLI reports it) and KeyboardInterrupt (the call is cancelled).
@@ -381,7 +382,7 @@ def run(plan: Plan, addr: str, timeout: float | None) -> int:
         plan.target, plan.files, progress.update, on_skip=lambda name, why: skipped.append((name, why))
     )
     progress.start(f"the {_DATASET.descriptor.name} at {addr}")
-    with clients.channel(addr) as channel:
+    with clients.channel(addr, security) as channel:
         call = _DATASET.stub(channel).UploadImages.future(requests, timeout=timeout)
         try:
             response = call.result()

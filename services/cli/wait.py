@@ -23,6 +23,7 @@ from customlabels.training.v1 import training_service_pb2_grpc as pb_grpc
 
 from services.cli.operations import SERVICES, Operation
 from services.common import awsjson, clients
+from services.common.auth import GrpcSecurity
 
 _TRAINING = next(service for service in SERVICES if service.key == "training")
 # The command runs DescribeProjectVersions; its errors are reported as that operation's.
@@ -77,11 +78,18 @@ def bar(desc: pb.ProjectVersionDescription, width: int = 30) -> str:
     return f"{status} {phase:<10} [{'#' * filled}{'.' * (width - filled)}] {percent:5.1f}%{eta}"
 
 
-def run(plan: Plan, addr: str, timeout: float, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+def run(
+    plan: Plan,
+    addr: str,
+    timeout: float,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+    security: GrpcSecurity | None = None,
+) -> int:
     """Polls until the version settles; returns the exit status (RpcError propagates to the CLI)."""
     out, err = out or sys.stdout, err or sys.stderr
     tty = err.isatty()
-    channel = clients.channel(addr)
+    channel = clients.channel(addr, security)
     stub = pb_grpc.TrainingServiceStub(channel)
     try:
         while True:

@@ -27,6 +27,20 @@ def _addr(env: Mapping[str, str], key: str, default: str) -> str:
     return value
 
 
+def env_number(env: Mapping[str, str], key: str, default: float, minimum: float = 0) -> float:
+    """A number from the environment (default when unset or empty); ConfigError names a bad value."""
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{key} must be >= {minimum:g}, got {raw}")
+    return value
+
+
 def _int(env: Mapping[str, str], key: str, default: int, minimum: int = 0) -> int:
     raw = env.get(key)
     if raw is None or raw == "":

@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.auth import GrpcSecurity
 from services.common.interceptors import ServiceInterceptor
 
 log = logging.getLogger("customlabels.server")
@@ -62,16 +63,21 @@ def create_server(
     service_names: Sequence[str],
     workers: int = 16,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
+    security: GrpcSecurity | None = None,
 ) -> RunningServer:
     """Builds and starts a server on `listen_addr` (port 0 = any free port); health starts NOT_SERVING.
 
     `register` are the generated `add_XServicer_to_server` partials; `service_names` the full
     names of those services, for health and reflection. The caller flips health to SERVING once
-    its dependencies (the DB pool) are ready.
+    its dependencies (the DB pool) are ready. `security` (default: read from the environment,
+    services/common/auth.py) decides the token check and mutual TLS.
     """
+    security = GrpcSecurity.from_env() if security is None else security
+    if not security.token and not security.tls:
+        log.warning("gRPC authentication is off: set CUSTOMLABELS_API_TOKEN to require a token")
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-        interceptors=[ServiceInterceptor(), *interceptors],
+        interceptors=[ServiceInterceptor(), *security.server_interceptors(), *interceptors],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -86,7 +92,11 @@ def create_server(
         [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    port = server.add_insecure_port(listen_addr)
+    credentials = security.server_credentials()
+    if credentials is None:
+        port = server.add_insecure_port(listen_addr)
+    else:
+        port = server.add_secure_port(listen_addr, credentials)
     if port == 0:
         raise RuntimeError(f"cannot bind {listen_addr}")
     server.start()

@@ -10,6 +10,7 @@ so the evaluation a user reads is what DetectCustomLabels answers.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,7 +25,8 @@ from services.training.pipeline import FitResult
 
 log = logging.getLogger("customlabels.training.model")
 
-# Detection trains on a schedule planned from the dataset size; this caps it on slow machines.
+# Detection trains on a schedule planned from the dataset size; this caps it on slow machines
+# (CUSTOMLABELS_TRAINING_DETECTION_BUDGET_S lowers it, e.g. for tests).
 DETECTION_BUDGET_S = 14 * 60.0
 
 
@@ -57,6 +59,11 @@ def fit_classifier(
     return FitResult(labels=list(model.labels), predict=predict, export=export_model)
 
 
+def detection_budget_s() -> float:
+    """The cap on detection training: DETECTION_BUDGET_S, or CUSTOMLABELS_TRAINING_DETECTION_BUDGET_S."""
+    return float(os.environ.get("CUSTOMLABELS_TRAINING_DETECTION_BUDGET_S") or DETECTION_BUDGET_S)
+
+
 def fit_detector(
     images: Sequence[bytes],
     targets: Sequence[list[tuple[str, float, float, float, float]]],
@@ -68,7 +75,7 @@ def fit_detector(
 
     decoded = [modelio.decode(data)[0] for data in images]
     trained = detector.train_detector(
-        decoded, list(targets), on_progress, min(time_budget_s, DETECTION_BUDGET_S)
+        decoded, list(targets), on_progress, min(time_budget_s, detection_budget_s())
     )
     del decoded
     log.info("detector trained", extra={"training": {k: v for k, v in trained.info.items() if k != "config"}})

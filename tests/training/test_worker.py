@@ -18,12 +18,9 @@ from customlabels.project.v1 import project_service_pb2 as pj
 from customlabels.training.v1 import training_service_pb2 as tr
 
 from scripts import samples
-from services.common import db, modelio
-from services.common.config import Config
-from services.training import app as training_app
-from services.training.worker import build_runner
+from services.common import modelio
 from tests.dataset.util import create_from_lines, new_project, put, wait
-from tests.helpers import expect_error
+from tests.helpers import expect_error, training_worker
 
 SETTLED = {
     tr.PROJECT_VERSION_STATUS_TRAINING_COMPLETED,
@@ -36,18 +33,8 @@ SETTLED = {
 @pytest.fixture(scope="module")
 def worker(stack, database_url) -> Iterator[None]:
     """One training worker, in-process, on the module's database and object store."""
-    config = Config.from_env("training", {**stack.env, "DATABASE_URL": database_url})
-    pool = db.create_pool(database_url, training_app.SCHEMA, 1, 4)
-    runner = build_runner(
-        config,
-        stack.store,
-        pool,
-        {"CUSTOMLABELS_TRAINING_JOB_LEASE_S": "30", "CUSTOMLABELS_TRAINING_JOB_POLL_S": "0.2"},
-    )
-    runner.start()
-    yield
-    runner.stop(timeout=60)
-    pool.close()
+    with training_worker(stack, database_url):
+        yield
 
 
 def dataset_from_samples(stack, project: str, items: list[samples.Sample], dataset_type: int) -> str:
