@@ -24,6 +24,7 @@ from services.training.models.classifier import (
     train_classifier,
 )
 from services.training.models.export import INPUT_NAME, OUTPUT_NAME, export_onnx
+from services.training.models.runtime import training_device
 
 CATS = set(range(281, 286))  # ImageNet tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE = {504, 967, 968}  # coffee mug, espresso, cup
@@ -132,6 +133,9 @@ def test_single_label_classifier_learns_shapes_from_sixteen_images_each(shapes_m
     assert accuracy >= 0.8, accuracy
     assert shapes_model.labels == sorted(SHAPES)
     assert shapes_model.model_type == "IMAGE_CLASSIFICATION"
+    # Trained where runtime.training_device() says (the CPU here), handed back on the CPU.
+    assert shapes_model.info["device"] == training_device()
+    assert all(p.device.type == "cpu" for p in shapes_model.net.parameters())
 
 
 def test_multi_label_classifier_gives_independent_confidences():

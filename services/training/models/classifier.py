@@ -50,7 +50,7 @@ from torch import nn
 from services.common import modelio
 from services.training.models import backbone as bb
 from services.training.models import images as im
-from services.training.models.runtime import configure_torch
+from services.training.models.runtime import configure_torch, training_device
 
 ProgressFn = Callable[[str, float], None]
 
@@ -78,6 +78,7 @@ class ClassifierConfig:
     learning_rate: float = 1e-3
     head_steps: int = 1000  # optimiser steps of the head, whatever the dataset size
     threads: int | None = None  # None: every usable CPU
+    device: str | None = None  # None: runtime.training_device() (CUDA when there is one)
 
 
 class ClassifierHead(nn.Module):
@@ -200,7 +201,8 @@ def train_classifier(
     torch.manual_seed(cfg.seed)
 
     size = cfg.input_size or choose_input_size(images, cfg.min_size, cfg.max_size)
-    backbone = bb.load_backbone().to(memory_format=torch.channels_last)
+    device = torch.device(cfg.device or training_device())
+    backbone = bb.load_backbone().to(device=device, memory_format=torch.channels_last)
     net = ClassifierNet(
         backbone,
         ClassifierHead(torch.zeros(bb.FEATURE_DIM), torch.ones(bb.FEATURE_DIM), len(names), cfg.dropout),
@@ -222,7 +224,8 @@ def train_classifier(
 
     head = _train_head(feats, targets[owner], multi_label, len(names), cfg, on_step, group)
     net.head = head
-    net.eval()
+    # Prediction, evaluation and export run on the CPU, as serving's contract is written for it.
+    net.to("cpu").eval()
     progress("done", 1.0)
     views = len(owner) / max(len(images), 1)
     return TrainedModel(
@@ -239,6 +242,7 @@ def train_classifier(
             "head_steps": steps,
             "threads": threads,
             "processes": dist.get_world_size() if group is not None else 1,
+            "device": str(device),
         },
     )
 
@@ -298,6 +302,7 @@ def _extract_features(
     computes every world-th batch of a fixed plan and all of them receive every row.
     """
     n = len(images)
+    device = next(net.parameters()).device
     planned = cfg.views or cfg.max_views
     jobs = [(view, start) for view in range(planned) for start in range(0, n, cfg.batch_size)]
     if group is not None:
@@ -326,7 +331,7 @@ def _extract_features(
             if has_next:
                 pending = pool.submit(prepare, jobs[j + 1])
             with torch.inference_mode():
-                feats.append(net.features(torch.from_numpy(batch)))
+                feats.append(net.features(torch.from_numpy(batch).to(device, non_blocking=True)))
             owners.append(idx)
             done_views += len(idx)
             if cfg.views is None and deadline is not None and has_next:
@@ -361,16 +366,16 @@ def _gather_rows(
     feats: torch.Tensor, owners: np.ndarray, rank: int, world: int
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Every process's rows, in rank order, on every process (rows padded to the largest share)."""
-    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(world)]
-    dist.all_gather(sizes, torch.tensor([len(feats)], dtype=torch.int64))
+    sizes = [torch.zeros(1, dtype=torch.int64, device=feats.device) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([len(feats)], dtype=torch.int64, device=feats.device))
     most = int(max(int(s) for s in sizes))
-    padded = torch.zeros(most, feats.shape[1] + 1)
+    padded = torch.zeros(most, feats.shape[1] + 1, device=feats.device)
     padded[: len(feats), :-1] = feats
     padded[: len(feats), -1] = torch.from_numpy(owners.astype(np.float32))
     parts = [torch.zeros_like(padded) for _ in range(world)]
     dist.all_gather(parts, padded)
     rows = torch.cat([part[: int(size)] for part, size in zip(parts, sizes, strict=True)])
-    return rows[:, :-1].contiguous(), rows[:, -1].round().long().numpy()
+    return rows[:, :-1].contiguous(), rows[:, -1].round().long().cpu().numpy()
 
 
 def _class_weights(targets: np.ndarray, multi_label: bool, num_labels: int) -> torch.Tensor:
@@ -384,8 +389,10 @@ def _class_weights(targets: np.ndarray, multi_label: bool, num_labels: int) -> t
     return torch.from_numpy(len(targets) / (num_labels * np.maximum(counts, 1)))
 
 
-def _loss_fn(targets: np.ndarray, multi_label: bool, num_labels: int, smoothing: float) -> Callable:
-    weights = _class_weights(targets, multi_label, num_labels)
+def _loss_fn(
+    targets: np.ndarray, multi_label: bool, num_labels: int, smoothing: float, device: torch.device
+) -> Callable:
+    weights = _class_weights(targets, multi_label, num_labels).to(device)
     if multi_label:
 
         def bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -416,14 +423,14 @@ def _train_head(
     """
     torch.manual_seed(cfg.seed)
     std, mean = torch.std_mean(feats, dim=0)
-    head = ClassifierHead(mean, std + 1e-4, num_labels, cfg.dropout).train()
+    head = ClassifierHead(mean, std + 1e-4, num_labels, cfg.dropout).to(feats.device).train()
     model: nn.Module = head
     share = slice(None)
     if group is not None:
         model = nn.parallel.DistributedDataParallel(head)
         share = slice(dist.get_rank(), None, dist.get_world_size())
-    y = torch.from_numpy(targets)
-    loss_fn = _loss_fn(targets, multi_label, num_labels, cfg.label_smoothing)
+    y = torch.from_numpy(targets).to(feats.device)
+    loss_fn = _loss_fn(targets, multi_label, num_labels, cfg.label_smoothing, feats.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.head_steps)
     gen = torch.Generator().manual_seed(cfg.seed)

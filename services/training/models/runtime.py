@@ -57,3 +57,14 @@ def configure_torch(threads: int | None = None) -> int:
             " ".join(f"{k}={v}" for k, v in MALLOC_ENV.items()),
         )
     return count
+
+
+def training_device() -> str:
+    """Where training runs: CUSTOMLABELS_TRAINING_DEVICE (cpu, cuda, cuda:N), else CUDA when present."""
+    wanted = os.environ.get("CUSTOMLABELS_TRAINING_DEVICE", "").strip()
+    if wanted:
+        return wanted
+    if not torch.cuda.is_available():
+        return "cpu"
+    # torchrun's LOCAL_RANK: one GPU per process on a multi-GPU node.
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
