@@ -28,6 +28,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -138,6 +139,26 @@ class _TestDatabases(NamedTuple):
     password: str
     template: str
 
+    @contextmanager
+    def fresh(self, pg_server: str, name: str) -> Iterator[str]:
+        """A new database `name` copied from the template, owned by the role: its URL; dropped after."""
+        import psycopg
+        from psycopg import conninfo, sql
+
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
+                    sql.Identifier(name), sql.Identifier(self.template), sql.Identifier(self.role)
+                )
+            )
+        admin = conninfo.conninfo_to_dict(pg_server)
+        try:
+            yield f"postgresql://{self.role}:{self.password}@{admin['host']}:{admin['port']}/{name}"
+        finally:
+            with psycopg.connect(pg_server, autocommit=True) as conn:
+                # FORCE: a pool a test forgot to close must not keep the database alive.
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
 
 @pytest.fixture(scope="session")
 def _test_databases(pg_server: str) -> _TestDatabases:
@@ -167,26 +188,9 @@ def database_url(
     request: pytest.FixtureRequest, pg_server: str, _test_databases: _TestDatabases
 ) -> Iterator[str]:
     """A fresh database for this test module (a copy of the template), dropped after the module."""
-    import psycopg
-    from psycopg import conninfo, sql
-
     stem = re.sub(r"[^a-z0-9]+", "_", request.module.__name__.rsplit(".", 1)[-1].lower())[:40]
-    name = f"t_{stem}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
-                sql.Identifier(name),
-                sql.Identifier(_test_databases.template),
-                sql.Identifier(_test_databases.role),
-            )
-        )
-    admin = conninfo.conninfo_to_dict(pg_server)
-    yield (
-        f"postgresql://{_test_databases.role}:{_test_databases.password}@{admin['host']}:{admin['port']}/{name}"
-    )
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        # FORCE: a pool a test forgot to close must not keep the database alive.
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with _test_databases.fresh(pg_server, f"t_{stem}_{uuid.uuid4().hex[:8]}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

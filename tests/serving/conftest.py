@@ -43,22 +43,8 @@ OUTPUT_BUCKET = "serving-test-output"
 @pytest.fixture(scope="session")
 def serving_database(pg_server: str, _test_databases: Any) -> Iterator[str]:
     """A database for the serving tests' session stack, dropped at the end."""
-    import psycopg
-    from psycopg import conninfo, sql
-
-    name = f"t_serving_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
-                sql.Identifier(name),
-                sql.Identifier(_test_databases.template),
-                sql.Identifier(_test_databases.role),
-            )
-        )
-    admin = conninfo.conninfo_to_dict(pg_server)
-    yield f"postgresql://{_test_databases.role}:{_test_databases.password}@{admin['host']}:{admin['port']}/{name}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with _test_databases.fresh(pg_server, f"t_serving_{uuid.uuid4().hex[:8]}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -347,18 +347,8 @@ class TrainedDetector:
         return out
 
     def postprocess(self, raw_outputs: Sequence[np.ndarray], orig_w: int, orig_h: int) -> list[Detection]:
-        """`postprocess` with this model's labels and thresholds."""
-        c = self.config
-        return postprocess(
-            raw_outputs,
-            orig_w,
-            orig_h,
-            self.labels,
-            score_threshold=c.score_threshold,
-            iou_threshold=c.nms_iou,
-            max_detections=c.max_detections,
-            pre_nms_top_k=c.pre_nms_top_k,
-        )
+        """The detections of one image's graph outputs, decoded as serving decodes them (modelio)."""
+        return modelio.detections(self.spec(), raw_outputs[0], raw_outputs[1], orig_w, orig_h)
 
     def predict(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
         """Up to max_detections boxes per image: (label, confidence, left, top, width, height) ratios."""
