@@ -26,6 +26,7 @@ import psycopg
 from customlabels.dataset.v1 import dataset_service_pb2 as ds
 from customlabels.project.v1 import project_service_pb2 as pj
 
+from bench import report
 from bench.images import photo_like_jpegs
 from scripts import inprocess
 
@@ -223,9 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         *[f"| {name} | {a:.2f} | {b:.2f} | {b / a:.2f} |" for name, a, b in pages],
         "",
     ]
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text("\n".join(out))
-    print("\n".join(out))
+    report.write(RESULTS, out)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import numpy as np
 from minio.error import S3Error
 from PIL import Image
 
+from bench import report
 from scripts.embedded import SeaweedS3
 from services.common.errors import ImageTooLarge, InvalidS3Object
 from services.common.storage import ObjectStore
@@ -228,9 +229,7 @@ def main(argv: list[str] | None = None) -> None:
             f"| {row.our_cpu_ms:.2f} | {row.server_cpu_ms:.2f} |"
         )
     text = "\n".join(lines) + "\n"
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
-    print(text)
+    report.write(RESULTS, [text])
 
 
 if __name__ == "__main__":

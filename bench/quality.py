@@ -24,6 +24,7 @@ from customlabels.dataset.v1 import dataset_service_pb2 as ds
 from customlabels.project.v1 import project_service_pb2 as pj
 from customlabels.training.v1 import training_service_pb2 as tr
 
+from bench import report
 from scripts import inprocess, samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,9 +203,7 @@ def main(argv: list[str] | None = None) -> None:
         *rows,
         "",
     ]
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text("\n".join(out))
-    print("\n".join(out))
+    report.write(RESULTS, out)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from customlabels.serving.v1 import serving_service_pb2 as sv
 from customlabels.serving.v1 import serving_service_pb2_grpc as sv_grpc
 from customlabels.training.v1 import training_service_pb2 as tr
 
+from bench import report
 from scripts import inprocess, samples
 from scripts.embedded import (
     Postgres,
@@ -358,9 +359,7 @@ def main(argv: list[str] | None = None) -> None:
         "the goals). `decode in`: where the JPEG is decoded and resized (the serving service, or the Triton model).\n\n"
         f"{header}\n" + "\n".join(rows) + "\n"
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
-    print(text)
+    report.write(RESULTS, [text])
 
 
 if __name__ == "__main__":

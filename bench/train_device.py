@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import report
 from services.training.models import classifier as cls
 
 
@@ -83,9 +84,7 @@ def main() -> None:
         *rows,
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(out))
-    print("\n".join(out))
+    report.write(args.out, out)
 
 
 if __name__ == "__main__":

@@ -42,16 +42,10 @@ def env_number(env: Mapping[str, str], key: str, default: float, minimum: float 
 
 
 def _int(env: Mapping[str, str], key: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{key} must be >= {minimum}, got {value}")
-    return value
+    value = env_number(env, key, default, minimum)
+    if value != int(value):
+        raise ConfigError(f"{key} must be an integer, got {env[key]!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ from google.protobuf.descriptor import EnumDescriptor
 
 from services.common.errors import InvalidParameter
 
+# Version statuses in which a model exists and may be started or copied (spec/api.md §1.3); the
+# training service guards copies with it and the serving service starts.
+TRAINED_VERSION_STATUSES = ("TRAINING_COMPLETED", "STOPPED", "COPYING_COMPLETED", "FAILED")
+
 
 def _prefix(enum: EnumDescriptor) -> str:
     # Our enums prefix every value with the enum name in UPPER_SNAKE (AIP-126).

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.common import arn as arns
-from services.common import modelio
+from services.common import enums, modelio
 from services.common.errors import (
     ImageTooLarge,
     InternalServerError,
@@ -54,7 +54,7 @@ from services.serving.triton import (
 log = logging.getLogger("customlabels.serving")
 
 # Version states a start may begin from (spec/api.md §1.3).
-STARTABLE = ("TRAINING_COMPLETED", "STOPPED", "COPYING_COMPLETED", "FAILED")
+STARTABLE = enums.TRAINED_VERSION_STATUSES
 MESSAGES = {
     "STARTING": "The model is being started.",
     "RUNNING": "The model is running.",

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from services.common import arn as arns
-from services.common import validation
+from services.common import enums, validation
 from services.common.errors import (
     AccessDenied,
     InUse,
@@ -32,8 +32,7 @@ from services.training.repository import NameTaken, VersionRepository, VersionRo
 
 log = logging.getLogger("customlabels.training")
 
-# Statuses in which a version holds a model that can be started or copied.
-TRAINED = ("TRAINING_COMPLETED", "STOPPED", "COPYING_COMPLETED", "FAILED")
+TRAINED = enums.TRAINED_VERSION_STATUSES
 # Statuses in which DeleteProjectVersion is refused (spec/api.md §1.3).
 BUSY = ("TRAINING_IN_PROGRESS", "RUNNING", "STARTING", "STOPPING", "COPYING_IN_PROGRESS")
 RUN_STATES = ("STARTING", "RUNNING", "STOPPING", "STOPPED", "FAILED")
