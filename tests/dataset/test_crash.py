@@ -132,6 +132,17 @@ def _stored_entries(database_url: str, dataset_arn: str) -> int:
     return row[0] if row else 0
 
 
+def _stored_status_and_entries(database_url: str, dataset_arn: str) -> tuple[str, int]:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT d.status, (SELECT count(*) FROM dataset.entries e WHERE e.dataset_id = d.id)"
+            " FROM dataset.datasets d WHERE d.arn = %s",
+            (dataset_arn,),
+        ).fetchone()
+    assert row is not None, "the dataset row vanished"
+    return row[0], row[1]
+
+
 def _start_import(env: dict) -> str:
     project = (
         env["project"]
@@ -177,11 +188,12 @@ def _describe(env: dict, arn: str) -> ds.DatasetDescription:
 def _wait_final(env: dict, arn: str, timeout: float = 90) -> ds.DatasetDescription:
     deadline = time.monotonic() + timeout
     while True:
-        desc = _describe(env, arn)
-        if desc.status != ds.DATASET_STATUS_CREATE_IN_PROGRESS:
-            return desc
-        # While the import is unfinished nothing of it is visible.
-        assert _stored_entries(env["database_url"], arn) == 0
+        # One statement sees one snapshot: status and entries together. While the import is
+        # unfinished nothing of it is visible (entries and the final status commit together).
+        status, entries = _stored_status_and_entries(env["database_url"], arn)
+        if status != "CREATE_IN_PROGRESS":
+            return _describe(env, arn)
+        assert entries == 0
         assert time.monotonic() < deadline, "dataset stuck in CREATE_IN_PROGRESS"
         time.sleep(0.2)
 
