@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 from services.common import modelio
 from services.training import evaluation as ev
 from services.training.models import detector
+from services.training.models.runtime import training_device
 
 LABELS = ("circle", "square", "triangle")
 COLOURS = {"circle": (220, 40, 40), "square": (40, 90, 230), "triangle": (250, 210, 30)}
@@ -116,6 +117,12 @@ def test_finds_the_objects(trained, held_out) -> None:
     # An untrained head, swapped labels or boxes off by half an object all score near 0.
     assert result.average_precision >= 0.6, (result.average_precision, model.info)
     assert result.f1_score >= 0.6, (result.f1_score, model.info)
+
+
+def test_trains_where_the_runtime_says_and_hands_back_a_cpu_model(trained) -> None:
+    model, _, _ = trained
+    assert model.info["device"] == training_device()
+    assert {p.device.type for p in model.net.parameters()} == {"cpu"}
 
 
 def test_progress_is_monotone_and_frequent(trained) -> None:

@@ -35,6 +35,9 @@ Performance notes
   MALLOC_MMAP_THRESHOLD_=1000000000000 and MALLOC_TRIM_THRESHOLD_=1000000000000 in the environment (glibc
   reads them only at process start; `MALLOC_ENV` below, bench/detection_probe.py re-executes itself with them).
 - torch runs with one thread per usable CPU (runtime.configure_torch).
+- With a GPU (DetectorConfig.device, else runtime.training_device(): CUSTOMLABELS_TRAINING_DEVICE or CUDA
+  when present) the backbone, the cache and both phases run there; views are still cut on the CPU. The
+  trained network comes back on the CPU, where evaluation and the ONNX export run.
 
 Determinism: everything random draws from generators seeded by `seed`; the number of steps comes from the
 data (not from measured speed), so two runs with the same seed and a budget that does not bind give the same
@@ -61,7 +64,7 @@ from torch import nn
 
 from services.common import modelio
 from services.training.models import backbone as bb
-from services.training.models.runtime import configure_torch
+from services.training.models.runtime import configure_torch, synchronize, training_device
 
 __all__ = [
     "MALLOC_ENV",
@@ -121,6 +124,7 @@ class DetectorConfig:
     nms_iou: float = 0.5
     max_detections: int = 100
     pre_nms_top_k: int = 1000
+    device: str | None = None  # None: runtime.training_device() (CUDA when there is one)
 
 
 # -- network -------------------------------------------------------------------------------------------
@@ -767,6 +771,8 @@ def _cache_views(
     t = config.train_size
     points, per_location = locations(t, strides)
     n = len(images) * plan.views
+    # The cache lives where training runs: on a GPU no step copies anything from the host.
+    device = next(backbone.parameters()).device
     maps: dict[int, torch.Tensor] = {}
     labels = torch.empty((n, len(points)), dtype=torch.int16)
     reg = torch.empty((n, len(points), 4), dtype=torch.float16)
@@ -776,12 +782,13 @@ def _cache_views(
 
     def flush() -> None:
         nonlocal done
-        x = bb.normalize(torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2))
+        pixels = torch.from_numpy(np.stack(batch)).to(device, non_blocking=True)
+        x = bb.normalize(pixels.permute(0, 3, 1, 2))
         k = len(batch)
         with torch.inference_mode():
             for i, y in run_backbone(backbone, x, 0, keep_blocks).items():
                 if i not in maps:
-                    maps[i] = torch.empty((n, *y.shape[1:]), dtype=torch.float16)
+                    maps[i] = torch.empty((n, *y.shape[1:]), dtype=torch.float16, device=device)
                 maps[i][done : done + k] = y.half()
         done += k
         batch.clear()
@@ -817,7 +824,7 @@ def _cache_views(
     if done < n:
         maps = {k: m[:done].clone() for k, m in maps.items()}
         labels, reg, ctr = labels[:done].clone(), reg[:done].clone(), ctr[:done].clone()
-    return _Cache(maps, labels, reg, ctr)
+    return _Cache(maps, labels.to(device), reg.to(device), ctr.to(device))
 
 
 class _Ema:
@@ -891,7 +898,7 @@ def _run_phase(
         if cursor + bs > n:
             order = torch.randperm(n, generator=generator)
             cursor = 0
-        idx = order[cursor : cursor + bs]
+        idx = order[cursor : cursor + bs].to(cache.labels.device)
         cursor += bs
         factor = _lr_factor(step, total, warmup)
         for g, lr in zip(optimizer.param_groups, base, strict=True):
@@ -941,12 +948,13 @@ def _step_seconds(forward: Forward, modules: Sequence[nn.Module], cache: _Cache,
     the same seed identical. GroupNorm in the head and eval-mode batch-norm in the backbone mean the
     forward passes change no statistics either.
     """
-    idx = torch.arange(min(batch, len(cache)))
+    idx = torch.arange(min(batch, len(cache)), device=cache.labels.device)
     took = 0.0
     for _ in range(2):
         start = time.monotonic()
         cls, reg, ctr = forward(idx)
         (cls.float().mean() + reg.float().mean() + ctr.float().mean()).backward()
+        synchronize(idx.device)
         took = time.monotonic() - start
     for m in modules:
         m.zero_grad(set_to_none=True)
@@ -1012,6 +1020,7 @@ def train_detector(
     if not labels:
         raise ValueError("no boxes to train on")
     configure_torch()
+    device = torch.device(config.device or training_device())
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -1031,14 +1040,17 @@ def train_detector(
         "strides": list(strides),
         "views_per_image": plan.views,
         "labels": len(labels),
+        "device": str(device),
     }
 
-    backbone = bb.load_backbone()
+    backbone = bb.load_backbone().to(device)
     for p in backbone.parameters():
         p.requires_grad_(False)
-    head = DetectionHead(
-        len(labels), strides, config.fpn_channels, config.tower_depth, config.c5_source
-    ).train()
+    head = (
+        DetectionHead(len(labels), strides, config.fpn_channels, config.tower_depth, config.c5_source)
+        .to(device)
+        .train()
+    )
     head_blocks = list(head.map_blocks)
     tune_from = config.finetune_from_block
     finetune = plan.finetune_epochs > 0 and 0 < tune_from < bb.NUM_BLOCKS
@@ -1124,6 +1136,7 @@ def train_detector(
 
     info["train_seconds"] = round(clock.elapsed(), 1)
     info["config"] = asdict(config)
-    net = DetectorNet(backbone.eval(), head.eval(), input_size).eval()
+    # Evaluation and export run on the CPU, as serving's contract is checked there.
+    net = DetectorNet(backbone.to("cpu").eval(), head.to("cpu").eval(), input_size).eval()
     clock.on_progress(1.0)
     return TrainedDetector(net, labels, config, info)

@@ -68,3 +68,9 @@ def training_device() -> str:
         return "cpu"
     # torchrun's LOCAL_RANK: one GPU per process on a multi-GPU node.
     return f"cuda:{int(os.environ.get('LOCAL_RANK', '0')) % torch.cuda.device_count()}"
+
+
+def synchronize(device: torch.device) -> None:
+    """Waits for the device's queued work (CUDA runs asynchronously), so a measured time is real."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
