@@ -26,22 +26,12 @@ import psycopg
 from customlabels.dataset.v1 import dataset_service_pb2 as ds
 from customlabels.project.v1 import project_service_pb2 as pj
 
-from bench import report
+from bench import report, workflow
 from bench.images import photo_like_jpegs
 from scripts import inprocess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "datasets.md"
 LABELS = ("apple", "banana", "cherry", "date")
-
-
-def wait(services: inprocess.LocalServices, arn: str) -> ds.DatasetDescription:
-    while True:
-        desc = services.dataset.DescribeDataset(
-            ds.DescribeDatasetRequest(dataset_arn=arn)
-        ).dataset_description
-        if not ds.DatasetStatus.Name(desc.status).endswith("IN_PROGRESS"):
-            return desc
-        time.sleep(0.05)
 
 
 def line(ref: str, label: str) -> str:
@@ -87,7 +77,7 @@ def bench_import(services: inprocess.LocalServices, count: int) -> list[tuple[st
             ),
         )
     ).dataset_arn
-    desc = wait(services, arn)
+    desc = workflow.wait_dataset(services, arn, poll=0.05)
     elapsed = time.perf_counter() - start
     assert desc.status == ds.DATASET_STATUS_CREATE_COMPLETE, desc.status_message
     assert desc.dataset_stats.total_entries == count
@@ -198,9 +188,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--images", type=int, default=2000, help="images to import (0: skip the import)")
     args = parser.parse_args(argv)
-    with inprocess.embedded_stack("customlabels-bench-") as (services, database_url, _):
-        imports = bench_import(services, args.images) if args.images else []
-        pages = bench_pages(database_url, services)
+    with inprocess.embedded_stack("customlabels-bench-") as stack:
+        imports = bench_import(stack.services, args.images) if args.images else []
+        pages = bench_pages(stack.database_url, stack.services)
     out = [
         "# Dataset benchmarks",
         "",

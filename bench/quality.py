@@ -16,15 +16,13 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from customlabels.common.v1 import types_pb2 as common
 from customlabels.dataset.v1 import dataset_service_pb2 as ds
 from customlabels.project.v1 import project_service_pb2 as pj
 from customlabels.training.v1 import training_service_pb2 as tr
 
-from bench import report
+from bench import report, workflow
 from scripts import inprocess, samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,53 +48,8 @@ def shared() -> Path:
     raise SystemExit("../shared/datasets is missing")
 
 
-def wait_dataset(services: inprocess.LocalServices, arn: str) -> None:
-    while True:
-        desc = services.dataset.DescribeDataset(
-            ds.DescribeDatasetRequest(dataset_arn=arn)
-        ).dataset_description
-        name = ds.DatasetStatus.Name(desc.status)
-        if name.endswith("FAILED"):
-            raise SystemExit(f"import failed: {desc.status_message}")
-        if name.endswith("COMPLETE"):
-            return
-        time.sleep(0.2)
-
-
-def import_manifest(services: inprocess.LocalServices, project: str, lines: list[str], kind: int) -> None:
-    key = f"bench/{secrets.token_hex(6)}.manifest"
-    services.store.put_bytes("datasets", key, ("\n".join(lines) + "\n").encode())
-    arn = services.dataset.CreateDataset(
-        ds.CreateDatasetRequest(
-            project_arn=project,
-            dataset_type=kind,
-            dataset_source=ds.DatasetSource(
-                ground_truth_manifest={"s3_object": {"bucket": "datasets", "name": key}}
-            ),
-        )
-    ).dataset_arn
-    wait_dataset(services, arn)
-
-
-def train(services: inprocess.LocalServices, project: str) -> tuple[tr.ProjectVersionDescription, float]:
-    start = time.perf_counter()
-    services.training.CreateProjectVersion(
-        tr.CreateProjectVersionRequest(
-            project_arn=project,
-            version_name="v1",
-            output_config=common.OutputConfig(s3_bucket="bench-output", s3_key_prefix="quality"),
-        )
-    )
-    while True:
-        (desc,) = services.training.DescribeProjectVersions(
-            tr.DescribeProjectVersionsRequest(project_arn=project, version_names=["v1"])
-        ).project_version_descriptions
-        if desc.status in (
-            tr.PROJECT_VERSION_STATUS_TRAINING_COMPLETED,
-            tr.PROJECT_VERSION_STATUS_TRAINING_FAILED,
-        ):
-            return desc, time.perf_counter() - start
-        time.sleep(0.5)
+def _manifest_key() -> str:
+    return f"bench/{secrets.token_hex(6)}.manifest"
 
 
 def per_label(services: inprocess.LocalServices, desc: tr.ProjectVersionDescription) -> str:
@@ -123,13 +76,10 @@ def run_all(services: inprocess.LocalServices, only: list[str] | None) -> list[s
         project = services.project.CreateProject(
             pj.CreateProjectRequest(project_name=f"q-{folder.name}-{secrets.token_hex(3)}")
         ).project_arn
-        import_manifest(
-            services, project, (folder / train_file).read_text().splitlines(), ds.DATASET_TYPE_TRAIN
-        )
-        import_manifest(
-            services, project, (folder / test_file).read_text().splitlines(), ds.DATASET_TYPE_TEST
-        )
-        desc, seconds = train(services, project)
+        for kind, manifest in ((ds.DATASET_TYPE_TRAIN, train_file), (ds.DATASET_TYPE_TEST, test_file)):
+            lines = (folder / manifest).read_text().splitlines()
+            workflow.import_manifest(services, project, "datasets", _manifest_key(), lines, kind)
+        desc, _, seconds = workflow.train_version(services, project, "bench-output", "quality")
         if desc.status != tr.PROJECT_VERSION_STATUS_TRAINING_COMPLETED:
             rows.append(f"| {name} | {task} | failed: {desc.status_message} | | | | {goal} | {_load()} |")
         else:
@@ -149,8 +99,8 @@ def run_all(services: inprocess.LocalServices, only: list[str] | None) -> list[s
                 key = f"q100/{kind}/{s.file_name}"
                 services.store.put_bytes("datasets", key, s.data)
                 lines.append(samples.manifest_line(f"s3://datasets/{key}", s))
-            import_manifest(services, project, lines, kind)
-        desc, seconds = train(services, project)
+            workflow.import_manifest(services, project, "datasets", _manifest_key(), lines, kind)
+        desc, _, seconds = workflow.train_version(services, project, "bench-output", "quality")
         rows.append(
             f"| 100 generated images | classification | {seconds:.0f} s |"
             f" {desc.evaluation_result.f1_score:.3f} | – | {per_label(services, desc)} | ≤ 60 s | {_load()} |"
@@ -169,13 +119,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     rows: list[str] = []
-    with inprocess.embedded_stack("customlabels-quality-") as (services, database_url, work):
-        services.store.ensure_bucket("bench-output")
+    with inprocess.embedded_stack("customlabels-quality-") as stack:
+        services, work = stack.services, stack.work
         services.store.ensure_bucket("datasets")
         env = {
             **os.environ,
             **services.env,
-            "DATABASE_URL": database_url,
+            "DATABASE_URL": stack.database_url,
             "MALLOC_MMAP_THRESHOLD_": "1073741824",
             "MALLOC_TRIM_THRESHOLD_": "1073741824",
         }

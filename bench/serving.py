@@ -17,10 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import secrets
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -30,20 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
-from customlabels.common.v1 import types_pb2 as common
 from customlabels.dataset.v1 import dataset_service_pb2 as ds
+from customlabels.project.v1 import project_service_pb2 as pj
 from customlabels.serving.v1 import serving_service_pb2 as sv
 from customlabels.serving.v1 import serving_service_pb2_grpc as sv_grpc
 from customlabels.training.v1 import training_service_pb2 as tr
 
-from bench import report
+from bench import report, workflow
 from scripts import inprocess, samples
 from scripts.embedded import (
-    Postgres,
-    SeaweedS3,
     ServiceProcess,
-    Triton,
-    ensure_triton_repository,
     free_port,
 )
 from services.common import clients, db, modelio
@@ -52,7 +45,6 @@ from services.training import app as training_app
 from services.training.worker import build_runner
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serving.md"
-TRITON_BUCKET, TRITON_PREFIX = "bench-triton", "repository"
 
 
 @dataclass
@@ -130,29 +122,10 @@ def serving_call(stub: sv_grpc.ServingServiceStub, arn: str) -> Callable[[bytes]
     return call
 
 
-def wait_version(
-    stack: inprocess.LocalServices, project: str, name: str, wanted: set[int], timeout: float
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        (desc,) = stack.training.DescribeProjectVersions(
-            tr.DescribeProjectVersionsRequest(project_arn=project, version_names=[name])
-        ).project_version_descriptions
-        if desc.status in wanted:
-            return desc
-        if time.monotonic() > deadline:
-            raise SystemExit(
-                f"{name}: still {tr.ProjectVersionStatus.Name(desc.status)}: {desc.status_message}"
-            )
-        time.sleep(0.02)
-
-
 def train(
     stack: inprocess.LocalServices, label: str, items: list[samples.Sample], test: list[samples.Sample]
 ) -> tuple[str, str]:
     """A project with TRAIN/TEST datasets from samples and a trained version; returns (project, version)."""
-    from customlabels.project.v1 import project_service_pb2 as pj
-
     project = stack.project.CreateProject(
         pj.CreateProjectRequest(project_name=f"{label}-{uuid.uuid4().hex[:6]}")
     ).project_arn
@@ -164,40 +137,8 @@ def train(
             key = f"{dataset_type}/{s.file_name}"
             stack.store.put_bytes(bucket, key, s.data)
             lines.append(samples.manifest_line(f"s3://{bucket}/{key}", s))
-        manifest = f"{dataset_type}.manifest"
-        stack.store.put_bytes(bucket, manifest, ("\n".join(lines) + "\n").encode())
-        arn = stack.dataset.CreateDataset(
-            ds.CreateDatasetRequest(
-                project_arn=project,
-                dataset_type=dataset_type,
-                dataset_source=ds.DatasetSource(
-                    ground_truth_manifest=common.GroundTruthManifest(
-                        s3_object=common.S3Object(bucket=bucket, name=manifest)
-                    )
-                ),
-            )
-        ).dataset_arn
-        deadline = time.monotonic() + 120
-        while stack.dataset.DescribeDataset(
-            ds.DescribeDatasetRequest(dataset_arn=arn)
-        ).dataset_description.status in (ds.DATASET_STATUS_CREATE_IN_PROGRESS,):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-    stack.store.ensure_bucket("bench-output")
-    version = stack.training.CreateProjectVersion(
-        tr.CreateProjectVersionRequest(
-            project_arn=project,
-            version_name="v1",
-            output_config=common.OutputConfig(s3_bucket="bench-output", s3_key_prefix=label),
-        )
-    ).project_version_arn
-    desc = wait_version(
-        stack,
-        project,
-        "v1",
-        {tr.PROJECT_VERSION_STATUS_TRAINING_COMPLETED, tr.PROJECT_VERSION_STATUS_TRAINING_FAILED},
-        900,
-    )
+        workflow.import_manifest(stack, project, bucket, f"{dataset_type}.manifest", lines, dataset_type)
+    desc, version, _ = workflow.train_version(stack, project, "bench-output", label, timeout=900)
     if desc.status != tr.PROJECT_VERSION_STATUS_TRAINING_COMPLETED:
         raise SystemExit(f"{label} training failed: {desc.status_message}")
     return project, version
@@ -216,133 +157,104 @@ def main(argv: list[str] | None = None) -> None:
     decoders = ["service", "triton"] if args.decode == "both" else [args.decode]
     models = args.models.split(",")
 
-    work = Path(tempfile.mkdtemp(prefix="customlabels-bench-serving-"))
-    work.chmod(0o755)
-    pg = Postgres(
-        work / "pg", free_port(), secrets.token_hex(8), work / "pg.log", durable=False, die_with_parent=True
-    )
-    s3 = SeaweedS3(
-        work / "s3",
-        SeaweedS3.pick_ports(),
-        "bench" + secrets.token_hex(4),
-        secrets.token_hex(16),
-        work / "s3.log",
-        die_with_parent=True,
-    )
-    parts: list[Any] = [pg, s3]
     stops: list[Callable[[], None]] = []
     rows: list[str] = []
-    try:
-        pg.start()
-        s3.start()
-        pg.wait_ready(60)
-        s3.wait_ready(60)
-        ensure_triton_repository(s3.s3, TRITON_BUCKET, TRITON_PREFIX)
-        triton = Triton(
-            work / "triton",
-            Triton.pick_ports(),
-            s3.s3,
-            TRITON_BUCKET,
-            TRITON_PREFIX,
-            work / "triton.log",
-            die_with_parent=True,
-        )
-        parts.append(triton)
-        triton.start()
-        stack = inprocess.start(pg.admin_url, s3.s3)
-        stops.append(stack.stop)
-        triton.wait_ready(90)
-        os.environ.setdefault("CUSTOMLABELS_TRAINING_DETECTION_BUDGET_S", "60")
-        config = Config.from_env("training", stack.env)
-        pool = db.create_pool(pg.admin_url, training_app.SCHEMA, 1, 4)
-        runner = build_runner(config, stack.store, pool, {"CUSTOMLABELS_TRAINING_JOB_POLL_S": "0.2"})
-        runner.start()
-        stops += [pool.close, lambda: runner.stop(timeout=60)]
-        trained: dict[str, tuple[str, str, list[bytes]]] = {}
-        if "classification" in models:
-            test = samples.classification(per_label=8, seed=2)
-            project, arn = train(stack, "cls", samples.classification(per_label=10, seed=1), test)
-            trained["classification"] = (project, arn, [s.data for s in test])
-        if "detection" in models:
-            test = samples.detection(24, seed=4)
-            project, arn = train(stack, "det", samples.detection(40, seed=3), test)
-            trained["detection"] = (project, arn, [s.data for s in test])
-        runner.stop(timeout=60)
+    with inprocess.embedded_stack("customlabels-bench-serving-", triton=True) as embedded:
+        stack, triton, work = embedded.services, embedded.triton, embedded.work
+        assert triton is not None
+        try:
+            os.environ.setdefault("CUSTOMLABELS_TRAINING_DETECTION_BUDGET_S", "60")
+            config = Config.from_env("training", stack.env)
+            pool = db.create_pool(embedded.database_url, training_app.SCHEMA, 1, 4)
+            runner = build_runner(config, stack.store, pool, {"CUSTOMLABELS_TRAINING_JOB_POLL_S": "0.2"})
+            runner.start()
+            stops += [pool.close, lambda: runner.stop(timeout=60)]
+            trained: dict[str, tuple[str, str, list[bytes]]] = {}
+            if "classification" in models:
+                test = samples.classification(per_label=8, seed=2)
+                project, arn = train(stack, "cls", samples.classification(per_label=10, seed=1), test)
+                trained["classification"] = (project, arn, [s.data for s in test])
+            if "detection" in models:
+                test = samples.detection(24, seed=4)
+                project, arn = train(stack, "det", samples.detection(40, seed=3), test)
+                trained["detection"] = (project, arn, [s.data for s in test])
+            runner.stop(timeout=60)
 
-        for decode in decoders:
-            env = {
-                **stack.env,
-                "CUSTOMLABELS_TRITON_GRPC_ADDR": triton.grpc_addr,
-                "CUSTOMLABELS_TRITON_HTTP_ADDR": triton.http_addr,
-                "CUSTOMLABELS_TRITON_BUCKET": TRITON_BUCKET,
-                "CUSTOMLABELS_TRITON_PREFIX": TRITON_PREFIX,
-                "CUSTOMLABELS_SERVING_DECODE": decode,
-                "CUSTOMLABELS_LOG_LEVEL": "WARNING",
-            }
-            serving = ServiceProcess(
-                "serving",
-                "services.serving",
-                env,
-                work / f"serving-{decode}.log",
-                addr=f"127.0.0.1:{free_port()}",
-                die_with_parent=True,
-            )
-            serving.start()
-            serving.wait_ready(60)
-            channel = clients.channel(serving.addr or "")
-            stub = sv_grpc.ServingServiceStub(channel)
-            try:
-                for kind, (project, arn, images) in trained.items():
-                    artifact = stack.training.GetModelArtifact(
-                        tr.GetModelArtifactRequest(project_version_arn=arn)
-                    )
-                    onnx = stack.store.get_bytes(artifact.onnx_model.bucket, artifact.onnx_model.name)
-                    spec = modelio.ModelSpec.from_json(
-                        stack.store.get_bytes(artifact.model_metadata.bucket, artifact.model_metadata.name)
-                    )
-                    began = time.perf_counter()
-                    stub.StartProjectVersion(
-                        sv.StartProjectVersionRequest(project_version_arn=arn, min_inference_units=args.units)
-                    )
-                    desc = wait_version(
-                        stack,
-                        project,
-                        "v1",
-                        {tr.PROJECT_VERSION_STATUS_RUNNING, tr.PROJECT_VERSION_STATUS_FAILED},
-                        300,
-                    )
-                    start_s = time.perf_counter() - began
-                    if desc.status != tr.PROJECT_VERSION_STATUS_RUNNING:
-                        raise SystemExit(f"{kind} did not start: {desc.status_message}")
-                    base = baseline_call(onnx, spec)
-                    tuned = baseline_call(onnx, spec, spinning=False)
-                    served = serving_call(stub, arn)
-                    for c in levels:
-                        b = measure(base, images, c, args.seconds)
-                        t = measure(tuned, images, c, args.seconds)
-                        s = measure(served, images, c, args.seconds)
-                        row = (
-                            f"| {kind} | {decode} | {start_s:.2f} | {c} | {s.pct(0.5):.1f} | {s.pct(0.95):.1f} | {s.rate:.1f} "
-                            f"| {b.pct(0.5):.1f} | {b.pct(0.95):.1f} | {b.rate:.1f} | **{s.rate / b.rate:.2f}** "
-                            f"| **{s.pct(0.5) / b.pct(0.5):.2f}** | {t.pct(0.5):.1f} | {t.rate:.1f} | {s.rate / t.rate:.2f} "
-                            f"| {s.pct(0.5) / t.pct(0.5):.2f} |"
+            for decode in decoders:
+                env = {
+                    **stack.env,
+                    "CUSTOMLABELS_TRITON_GRPC_ADDR": triton.grpc_addr,
+                    "CUSTOMLABELS_TRITON_HTTP_ADDR": triton.http_addr,
+                    "CUSTOMLABELS_TRITON_BUCKET": triton.bucket,
+                    "CUSTOMLABELS_TRITON_PREFIX": triton.prefix,
+                    "CUSTOMLABELS_SERVING_DECODE": decode,
+                    "CUSTOMLABELS_LOG_LEVEL": "WARNING",
+                }
+                serving = ServiceProcess(
+                    "serving",
+                    "services.serving",
+                    env,
+                    work / f"serving-{decode}.log",
+                    addr=f"127.0.0.1:{free_port()}",
+                    die_with_parent=True,
+                )
+                serving.start()
+                serving.wait_ready(60)
+                channel = clients.channel(serving.addr or "")
+                stub = sv_grpc.ServingServiceStub(channel)
+                try:
+                    for kind, (project, arn, images) in trained.items():
+                        artifact = stack.training.GetModelArtifact(
+                            tr.GetModelArtifactRequest(project_version_arn=arn)
                         )
-                        rows.append(row)
-                        print(row, flush=True)
-                    stub.StopProjectVersion(sv.StopProjectVersionRequest(project_version_arn=arn))
-                    wait_version(stack, project, "v1", {tr.PROJECT_VERSION_STATUS_STOPPED}, 120)
-            finally:
-                channel.close()
-                serving.stop()
-    finally:
-        for stop in reversed(stops):
-            try:
-                stop()
-            except Exception as exc:  # noqa: BLE001 - clean up the rest
-                print(f"cleanup: {exc}", file=sys.stderr)
-        for part in reversed(parts):
-            part.stop()
-        shutil.rmtree(work, ignore_errors=True)
+                        onnx = stack.store.get_bytes(artifact.onnx_model.bucket, artifact.onnx_model.name)
+                        spec = modelio.ModelSpec.from_json(
+                            stack.store.get_bytes(
+                                artifact.model_metadata.bucket, artifact.model_metadata.name
+                            )
+                        )
+                        began = time.perf_counter()
+                        stub.StartProjectVersion(
+                            sv.StartProjectVersionRequest(
+                                project_version_arn=arn, min_inference_units=args.units
+                            )
+                        )
+                        desc = workflow.wait_version(
+                            stack,
+                            project,
+                            "v1",
+                            {tr.PROJECT_VERSION_STATUS_RUNNING, tr.PROJECT_VERSION_STATUS_FAILED},
+                            300,
+                        )
+                        start_s = time.perf_counter() - began
+                        if desc.status != tr.PROJECT_VERSION_STATUS_RUNNING:
+                            raise SystemExit(f"{kind} did not start: {desc.status_message}")
+                        base = baseline_call(onnx, spec)
+                        tuned = baseline_call(onnx, spec, spinning=False)
+                        served = serving_call(stub, arn)
+                        for c in levels:
+                            b = measure(base, images, c, args.seconds)
+                            t = measure(tuned, images, c, args.seconds)
+                            s = measure(served, images, c, args.seconds)
+                            row = (
+                                f"| {kind} | {decode} | {start_s:.2f} | {c} | {s.pct(0.5):.1f} | {s.pct(0.95):.1f} | {s.rate:.1f} "
+                                f"| {b.pct(0.5):.1f} | {b.pct(0.95):.1f} | {b.rate:.1f} | **{s.rate / b.rate:.2f}** "
+                                f"| **{s.pct(0.5) / b.pct(0.5):.2f}** | {t.pct(0.5):.1f} | {t.rate:.1f} | {s.rate / t.rate:.2f} "
+                                f"| {s.pct(0.5) / t.pct(0.5):.2f} |"
+                            )
+                            rows.append(row)
+                            print(row, flush=True)
+                        stub.StopProjectVersion(sv.StopProjectVersionRequest(project_version_arn=arn))
+                        workflow.wait_version(stack, project, "v1", {tr.PROJECT_VERSION_STATUS_STOPPED}, 120)
+                finally:
+                    channel.close()
+                    serving.stop()
+        finally:
+            for stop in reversed(stops):
+                try:
+                    stop()
+                except Exception as exc:  # noqa: BLE001 - clean up the rest
+                    print(f"cleanup: {exc}", file=sys.stderr)
 
     header = (
         "| model | decode in | start → RUNNING (s) | concurrency | serving p50 (ms) | serving p95 (ms) | serving img/s "

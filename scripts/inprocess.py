@@ -21,7 +21,7 @@ from customlabels.project.v1 import project_service_pb2_grpc as pj_grpc
 from customlabels.serving.v1 import serving_service_pb2_grpc as sv_grpc
 from customlabels.training.v1 import training_service_pb2_grpc as tr_grpc
 
-from scripts.embedded import Postgres, SeaweedS3, free_port
+from scripts.embedded import Postgres, SeaweedS3, Triton, ensure_triton_repository, free_port
 from services.common import clients, db
 from services.common.config import Config
 from services.common.jobs import JobSettings
@@ -178,15 +178,30 @@ def start_serving(
     return f"127.0.0.1:{running.port}"
 
 
+@dataclass
+class EmbeddedStack:
+    """What `embedded_stack` yields: the services, the Postgres admin URL, a work folder and the
+    Triton (when asked for)."""
+
+    services: LocalServices
+    database_url: str
+    work: Path
+    triton: Triton | None = None
+
+
 @contextmanager
-def embedded_stack(prefix: str = "customlabels-local-") -> Iterator[tuple[LocalServices, str, Path]]:
+def embedded_stack(prefix: str = "customlabels-local-", *, triton: bool = False) -> Iterator[EmbeddedStack]:
     """A throwaway Postgres + S3 (scripts/embedded.py) with the services in-process, for benchmarks.
 
-    Yields (services, the Postgres admin URL, a work folder); everything is stopped and removed after.
+    With `triton`, an embedded Triton runs too, on a model repository in the same S3 (the serving
+    service is not started: benchmarks run it as its own process, as deployed). Everything is
+    stopped and removed after.
     """
     work = Path(tempfile.mkdtemp(prefix=prefix))
     work.chmod(0o755)  # the postgres user must reach its data folder
-    pg = Postgres(work / "pg", free_port(), secrets.token_hex(8), work / "pg.log", die_with_parent=True)
+    pg = Postgres(
+        work / "pg", free_port(), secrets.token_hex(8), work / "pg.log", durable=False, die_with_parent=True
+    )
     s3 = SeaweedS3(
         work / "s3",
         SeaweedS3.pick_ports(),
@@ -195,17 +210,35 @@ def embedded_stack(prefix: str = "customlabels-local-") -> Iterator[tuple[LocalS
         work / "s3.log",
         die_with_parent=True,
     )
+    parts: list[Any] = [pg, s3]
     services = None
     try:
         pg.start()
         s3.start()
         pg.wait_ready(60)
         s3.wait_ready(60)
+        server = None
+        if triton:
+            bucket, repository = f"triton-{uuid.uuid4().hex[:8]}", "repository"
+            ensure_triton_repository(s3.s3, bucket, repository)
+            server = Triton(
+                work / "triton",
+                Triton.pick_ports(),
+                s3.s3,
+                bucket,
+                repository,
+                work / "triton.log",
+                die_with_parent=True,
+            )
+            parts.append(server)
+            server.start()
         services = start(pg.admin_url, s3.s3)
-        yield services, pg.admin_url, work
+        if server is not None:
+            server.wait_ready(90)
+        yield EmbeddedStack(services, pg.admin_url, work, server)
     finally:
         if services:
             services.stop()
-        s3.stop()
-        pg.stop()
+        for part in reversed(parts):
+            part.stop()
         shutil.rmtree(work, ignore_errors=True)
