@@ -106,11 +106,15 @@ class Edge:
         for channel in self._channels.values():
             channel.close()
 
+    def operation(self, target: str) -> Operation | None:
+        """The public operation an X-Amz-Target names, or None."""
+        name = target.removeprefix(TARGET_PREFIX) if target.startswith(TARGET_PREFIX) else ""
+        return self.operations.get(name)
+
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         """Answers one `POST /` (headers keyed by lower-case name)."""
         target = headers.get("x-amz-target", "")
-        name = target.removeprefix(TARGET_PREFIX) if target.startswith(TARGET_PREFIX) else ""
-        op = self.operations.get(name)
+        op = self.operation(target)
         label = op.name if op else UNKNOWN_OPERATION
         try:
             self.verifier.verify(method, path, headers, body)
@@ -240,7 +244,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return None
         if not self.server.slots.acquire(blocking=False):
-            return error_reply("ThrottlingException", "Too many concurrent requests; retry later", 503)
+            # Counted under the operation it names (a known one only: metric labels stay bounded).
+            op = edge.operation(self.headers.get("X-Amz-Target", ""))
+            return error_reply(
+                "ThrottlingException",
+                "Too many concurrent requests; retry later",
+                503,
+                op.name if op else UNKNOWN_OPERATION,
+            )
         try:
             headers = {
                 name.lower(): ",".join(self.headers.get_all(name, [])) for name in set(self.headers.keys())

@@ -8,8 +8,10 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import boto3
 import botocore.session
 import pytest
+from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 from botocore.model import Shape
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -232,3 +234,43 @@ def test_boto3_reads_a_request_over_the_limit_as_413(rekognition: Any) -> None:
         ),
     )
     assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+
+
+def test_requests_over_the_concurrency_limit_are_throttled_until_a_slot_frees(
+    stack: LocalServices,
+) -> None:
+    limited = build_server(edge_config(stack, CUSTOMLABELS_EDGE_MAX_CONCURRENCY="2"))
+    try:
+        config = limited.edge.config
+        ((key_id, secret),) = config.credentials.items()
+        edge = EdgeUnderTest(limited, f"http://127.0.0.1:{limited.port}", key_id, secret)
+        client = boto3.session.Session().client(
+            "rekognition",
+            endpoint_url=edge.endpoint,
+            region_name="local",
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            config=BotoConfig(retries={"total_max_attempts": 1}),
+        )
+        client.describe_projects(MaxResults=1)
+        # Two requests in flight hold both slots (taken here as a slow call would take them).
+        slots = limited._server.slots
+        assert slots.acquire(blocking=False) and slots.acquire(blocking=False)
+        try:
+            error = raises("ThrottlingException", lambda: client.describe_projects(MaxResults=1))
+            assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+            # The refusal is cheap and leaves no slot taken: the same happens again.
+            raises("ThrottlingException", lambda: client.describe_projects(MaxResults=1))
+        finally:
+            slots.release()
+        # One slot free: calls go through again, one after another.
+        client.describe_projects(MaxResults=1)
+        client.describe_projects(MaxResults=1)
+        slots.release()
+        _, _, body = raw(edge, "GET", "/metrics")
+        assert (
+            'customlabels_edge_errors_total{operation="DescribeProjects",error="ThrottlingException"} 2'
+            in body.decode()
+        )
+    finally:
+        limited.stop(1)
