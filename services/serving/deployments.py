@@ -49,6 +49,7 @@ from services.serving.triton import (
     TritonRepository,
     TritonUnavailable,
     model_name,
+    model_prefix,
 )
 
 log = logging.getLogger("customlabels.serving")
@@ -110,6 +111,8 @@ class Deployments:
         self.triton_repo = triton_repo
         self.store = store
         self.settings = settings
+        # Every model of this installation is named cl_<installation>_…; the loop touches no other.
+        self.installation = repo.installation()
         self._jobs = ThreadPoolExecutor(max_workers=4, thread_name_prefix="serving-job")
         self._busy: set[str] = set()
         # Starts that found Triton down: the control loop resumes them once it answers.
@@ -143,7 +146,7 @@ class Deployments:
         modelio.ModelSpec.from_json(spec_json)  # a model this code cannot run fails here, not in Triton
         deployment = Deployment(
             version_arn=version_arn,
-            model_name=model_name(version_arn),
+            model_name=model_name(version_arn, self.installation),
             state=STARTING,
             min_units=min_units,
             max_units=max_units,
@@ -322,7 +325,11 @@ class Deployments:
                 )
         except BadImage:
             raise InvalidImageFormat("the image cannot be decoded") from None
-        except TritonUnavailable:
+        except TritonUnavailable as exc:
+            log.warning(
+                "model unavailable on Triton; reconciling",
+                extra={"project_version_arn": version_arn, "error": str(exc)[:300]},
+            )
             self._cache.pop(version_arn, None)
             self.wake()
             raise Throttling("the model is being restored on the inference server; retry shortly") from None
@@ -369,8 +376,10 @@ class Deployments:
                     # A start or stop that a killed process (or a lost Triton) left half-way.
                     job = self._finish_start if d.state == STARTING else self._finish_stop
                     self._submit(d.version_arn, lambda d=d, job=job: job(d))  # type: ignore[misc]
+            # Only this installation's models: others sharing the Triton keep theirs.
+            mine = model_prefix(self.installation)
             for name, state in loaded.items():
-                if name.startswith("cl_") and name not in wanted and state == "READY":
+                if name.startswith(mine) and name not in wanted and state == "READY":
                     log.info("unloading a model no deployment wants", extra={"model": name})
                     self.triton.unload(name)
 

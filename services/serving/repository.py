@@ -37,6 +37,14 @@ class DeploymentRepository:
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
+    def installation(self) -> str:
+        """This installation's id (8 characters, made once by the migration): the prefix of its models."""
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT id FROM installation").fetchone()
+        if row is None:
+            raise RuntimeError("serving.installation is empty; run the serving migrations")
+        return str(row[0])
+
     def create(self, d: Deployment, max_total_units: int) -> tuple[bool, int]:
         """Inserts a STARTING deployment unless the version has one or the unit quota would be passed.
 

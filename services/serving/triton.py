@@ -51,11 +51,17 @@ class BadImage(Exception):
     """The model could not decode the image it was sent."""
 
 
-def model_name(version_arn: str) -> str:
-    """A Triton model name for a version: readable, unique (a digest of the ARN), a safe folder name."""
+def model_prefix(installation: str) -> str:
+    """What the names of an installation's models start with (see `model_name`)."""
+    return f"cl_{installation}_"
+
+
+def model_name(version_arn: str, installation: str) -> str:
+    """A Triton model name for a version: readable, a safe folder name, unique on a Triton that several
+    installations share (the installation's id, then a digest of the ARN)."""
     tail = version_arn.split(":project/", 1)[-1]
     readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", tail.replace("/version/", "."))[:60].strip("._")
-    return f"cl_{hashlib.sha256(version_arn.encode()).hexdigest()[:16]}_{readable}"
+    return f"{model_prefix(installation)}{hashlib.sha256(version_arn.encode()).hexdigest()[:16]}_{readable}"
 
 
 def config_pbtxt(name: str, spec: modelio.ModelSpec, units: int, settings: ServingSettings) -> str:

@@ -22,8 +22,10 @@ from customlabels.training.v1 import training_service_pb2 as tr
 
 from scripts import inprocess, samples
 from scripts.inprocess import LocalServices
-from services.common import modelio
+from services.common import db, modelio
+from services.serving import app as serving_app
 from services.serving.config import ServingSettings
+from services.serving.repository import DeploymentRepository
 from tests.dataset.util import create_from_lines, new_project, put, wait
 from tests.helpers import training_worker
 
@@ -211,3 +213,12 @@ def ensure_stopped(stack: LocalServices, version_arn: str) -> None:
     if desc.status == tr.PROJECT_VERSION_STATUS_RUNNING:
         stop(stack, version_arn)
         wait_status(stack, version_arn, {tr.PROJECT_VERSION_STATUS_STOPPED}, 120)
+
+
+def installation(database_url: str) -> str:
+    """The serving installation id of a database (the prefix of its Triton model names)."""
+    pool = db.create_pool(database_url, serving_app.SCHEMA, 1, 1)
+    try:
+        return DeploymentRepository(pool).installation()
+    finally:
+        pool.close()

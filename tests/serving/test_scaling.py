@@ -13,7 +13,7 @@ from customlabels.training.v1 import training_service_pb2 as tr
 from scripts.inprocess import LocalServices
 from services.serving import autoscale
 from services.serving.triton import Statistics, model_name, statistics_of
-from tests.serving.conftest import Trained, describe, ensure_stopped, start, wait_status
+from tests.serving.conftest import Trained, describe, ensure_stopped, installation, start, wait_status
 
 THRESHOLDS = {"scale_up_queue_ms": 10.0, "scale_down_idle_s": 30.0}
 
@@ -110,7 +110,7 @@ def test_a_loaded_model_scales_up_and_back_down_when_idle(
     cloud: LocalServices, classifier: Trained, triton_server: object
 ) -> None:
     arn = classifier.version_arn
-    name = model_name(arn)
+    name = model_name(arn, installation(cloud.env["DATABASE_URL"]))
     addr = triton_server.grpc_addr  # type: ignore[attr-defined]
     ensure_stopped(cloud, arn)
     start(cloud, arn, units=1, max_units=2)
