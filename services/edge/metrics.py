@@ -24,6 +24,18 @@ def _labels(**labels: str) -> str:
     return "{" + ",".join(f'{name}="{_label(value)}"' for name, value in labels.items()) + "}"
 
 
+def _counter(
+    name: str, help_text: str, keys: tuple[str, str], counts: dict[tuple[str, str], int]
+) -> list[str]:
+    """A counter family in the text format: HELP, TYPE and one sample per label pair."""
+    lines = [f"# HELP {PREFIX}_{name} {help_text}", f"# TYPE {PREFIX}_{name} counter"]
+    lines += [
+        f"{PREFIX}_{name}{_labels(**dict(zip(keys, pair, strict=True)))} {count}"
+        for pair, count in sorted(counts.items())
+    ]
+    return lines
+
+
 class Metrics:
     """Thread-safe counters and histograms of the requests the edge answered."""
 
@@ -57,22 +69,18 @@ class Metrics:
     def render(self) -> str:
         """Returns every metric in the Prometheus text format."""
         with self._lock:
-            lines = [
-                f"# HELP {PREFIX}_requests_total Requests answered, by operation and HTTP status.",
-                f"# TYPE {PREFIX}_requests_total counter",
-            ]
-            lines += [
-                f"{PREFIX}_requests_total{_labels(operation=op, status=status)} {count}"
-                for (op, status), count in sorted(self._requests.items())
-            ]
-            lines += [
-                f"# HELP {PREFIX}_errors_total Requests answered with an error, by operation and AWS exception.",
-                f"# TYPE {PREFIX}_errors_total counter",
-            ]
-            lines += [
-                f"{PREFIX}_errors_total{_labels(operation=op, error=error)} {count}"
-                for (op, error), count in sorted(self._errors.items())
-            ]
+            lines = _counter(
+                "requests_total",
+                "Requests answered, by operation and HTTP status.",
+                ("operation", "status"),
+                self._requests,
+            )
+            lines += _counter(
+                "errors_total",
+                "Requests answered with an error, by operation and AWS exception.",
+                ("operation", "error"),
+                self._errors,
+            )
             lines += [
                 f"# HELP {PREFIX}_request_duration_seconds Time from the request's arrival to its answer.",
                 f"# TYPE {PREFIX}_request_duration_seconds histogram",
