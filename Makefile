@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null)
 GEN_STAMP := gen/.stamp
 DATA_DIR ?= .data
+WEB := services/console/web
+WEB_SOURCES := $(shell find $(WEB)/src -type f 2>/dev/null) $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json
+WEB_MODULES := $(WEB)/node_modules/.package-lock.json
+WEB_BUILD := $(WEB)/dist/index.html
 
 .DEFAULT_GOAL := help
 
@@ -28,7 +32,15 @@ $(GEN_STAMP): $(PROTOS) scripts/gen_protos.py | $(STAMP)
 	$(PY) scripts/gen_protos.py
 	touch $(GEN_STAMP)
 
-install: $(STAMP) $(GEN_STAMP) ## Create .venv with every dependency and generate the gRPC stubs
+# The console's front end: npm installs exactly the lockfile, Vite builds it into dist/ (served by the console).
+$(WEB_MODULES): $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(WEB_MODULES)
+
+$(WEB_BUILD): $(WEB_MODULES) $(WEB_SOURCES)
+	cd $(WEB) && npm run --silent build
+
+install: $(STAMP) $(GEN_STAMP) $(WEB_BUILD) ## Create .venv with every dependency, generate the gRPC stubs, build the console
 
 protos: $(STAMP) ## Regenerate the gRPC stubs from protos/ (pinned grpcio-tools)
 	$(PY) scripts/gen_protos.py
@@ -49,12 +61,13 @@ demo: up ## Set up, start the stack and run the workflow through the CLI
 test: install ## Set up and run the whole test suite against real Postgres, S3, Triton and gRPC
 	$(PY) -m pytest -q
 
-lint: install ## ruff lint + format check
+lint: install ## ruff lint + format check, TypeScript check of the console
 	$(VENV)/bin/ruff check services scripts tests bench
 	$(VENV)/bin/ruff format --check services scripts tests bench
+	cd $(WEB) && npm run --silent typecheck
 
 bench: install ## Run the benchmarks; tables go to bench/results/
 	$(PY) -m bench.run
 
-clean: down ## Stop the stack and remove the venv, generated code and stack data
-	rm -rf $(VENV) gen $(DATA_DIR)
+clean: down ## Stop the stack and remove the venv, generated code, the console build and stack data
+	rm -rf $(VENV) gen $(DATA_DIR) $(WEB)/node_modules $(WEB)/dist

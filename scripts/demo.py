@@ -260,6 +260,29 @@ def main() -> None:
     run(*common, "describe-projects", "--project-names", name)
     shutil.rmtree(work, ignore_errors=True)
     print("\ndemo finished: every step above ran against the real stack (`make status` shows it).")
+    console_intro(env, Path(args.data_dir).resolve())
+
+
+def console_intro(env: dict[str, str], data_dir: Path) -> None:
+    """Prints how to sign in to the web console, with images to drop into it."""
+    url = env.get("CUSTOMLABELS_CONSOLE_URL")
+    if not url:
+        return
+    folder = data_dir / "console-samples"
+    shutil.rmtree(folder, ignore_errors=True)
+    samples.write_folder(samples.classification(per_label=12, seed=7), folder / "train")
+    samples.write_folder(samples.classification(per_label=4, seed=8), folder / "test")
+    (folder / "boxes").mkdir(parents=True)
+    for sample in samples.detection(12, seed=9):
+        (folder / "boxes" / sample.file_name).write_bytes(sample.data)
+    print(
+        "\n== The web console: the same workflow in a browser\n"
+        f"  open {url} and sign in with\n"
+        f"    access key ID      {env['CUSTOMLABELS_AWS_ACCESS_KEY_ID']}\n"
+        f"    secret access key  {env['CUSTOMLABELS_AWS_SECRET_ACCESS_KEY']}\n"
+        f"  then create a project and drop {folder / 'train'} (sub-folder = label) into Create dataset;\n"
+        f"  {folder / 'boxes'} has unlabeled photos to draw boxes on. (Keys and URL: {data_dir / 'stack.env'})"
+    )
 
 
 if __name__ == "__main__":

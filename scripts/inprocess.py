@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from customlabels.dataset.v1 import dataset_service_pb2_grpc as ds_grpc
 from customlabels.project.v1 import project_service_pb2_grpc as pj_grpc
@@ -178,6 +178,36 @@ def start_serving(
     return f"127.0.0.1:{running.port}"
 
 
+class _TritonRepository(NamedTuple):
+    """What `start` needs of a Triton: its gRPC address and model repository."""
+
+    grpc_addr: str
+    bucket: str
+    prefix: str
+
+
+@contextmanager
+def training_worker(services: LocalServices, database_url: str, lease_s: int = 30) -> Iterator[None]:
+    """One training worker, in-process, on `database_url` and the object store of `services`."""
+    from services.training import app as training_app
+    from services.training.worker import build_runner
+
+    config = Config.from_env("training", {**services.env, "DATABASE_URL": database_url})
+    pool = db.create_pool(database_url, training_app.SCHEMA, 1, 4)
+    runner = build_runner(
+        config,
+        services.store,
+        pool,
+        {"CUSTOMLABELS_TRAINING_JOB_LEASE_S": str(lease_s), "CUSTOMLABELS_TRAINING_JOB_POLL_S": "0.2"},
+    )
+    runner.start()
+    try:
+        yield
+    finally:
+        runner.stop(timeout=60)
+        pool.close()
+
+
 @dataclass
 class EmbeddedStack:
     """What `embedded_stack` yields: the services, the Postgres admin URL, a work folder and the
@@ -190,12 +220,14 @@ class EmbeddedStack:
 
 
 @contextmanager
-def embedded_stack(prefix: str = "customlabels-local-", *, triton: bool = False) -> Iterator[EmbeddedStack]:
+def embedded_stack(
+    prefix: str = "customlabels-local-", *, triton: bool = False, serving: bool = False
+) -> Iterator[EmbeddedStack]:
     """A throwaway Postgres + S3 (scripts/embedded.py) with the services in-process, for benchmarks.
 
-    With `triton`, an embedded Triton runs too, on a model repository in the same S3 (the serving
-    service is not started: benchmarks run it as its own process, as deployed). Everything is
-    stopped and removed after.
+    With `triton`, an embedded Triton runs too, on a model repository in the same S3; the serving
+    service runs in-process on it only with `serving` (benchmarks run it as its own process, as
+    deployed). Everything is stopped and removed after.
     """
     work = Path(tempfile.mkdtemp(prefix=prefix))
     work.chmod(0o755)  # the postgres user must reach its data folder
@@ -232,9 +264,10 @@ def embedded_stack(prefix: str = "customlabels-local-", *, triton: bool = False)
             )
             parts.append(server)
             server.start()
-        services = start(pg.admin_url, s3.s3)
         if server is not None:
             server.wait_ready(90)
+        served = _TritonRepository(server.grpc_addr, bucket, repository) if server and serving else None
+        services = start(pg.admin_url, s3.s3, triton=served)
         yield EmbeddedStack(services, pg.admin_url, work, server)
     finally:
         if services:

@@ -1,10 +1,10 @@
 """The embedded stack: `python -m scripts.stack up|down|status [--data-dir .data]` (what `make up` runs).
 
 One machine, no Docker: a private Postgres cluster, a SeaweedFS S3 server and Triton as local processes,
-then the services (those whose module exists) on 127.0.0.1:50051-50054, and the HTTP edge (AWS JSON, for
-boto3 and the AWS CLI) on 127.0.0.1:8080, or on a free port when 8080 is taken. The services demand the
-stack's API token; the edge accepts the stack's development access key. Both are made on the first `up` and
-kept. Everything lives under the data directory:
+then the services (those whose module exists) on 127.0.0.1:50051-50054, the HTTP edge (AWS JSON, for
+boto3 and the AWS CLI) on 127.0.0.1:8080 and the web console on 127.0.0.1:8081, each on a free port when
+its own is taken. The services demand the stack's API token; the edge and the console accept the stack's
+development access key. Both are made on the first `up` and kept. Everything lives under the data directory:
 
     stack.json   ports, PIDs and generated credentials (mode 0600)
     stack.env    the endpoints as KEY=value lines a shell can source
@@ -90,10 +90,13 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("training-worker", "services.training.worker", None),
 )
 
-# The HTTP edge: started after the gRPC services it calls, ready when GET /health answers. It is not in
-# SERVICES, whose entries are gRPC servers. An explicit CUSTOMLABELS_EDGE_PORT must be free; the default
-# port gives way to a free one (8080 is a popular port on a developer's machine).
+# The HTTP parts: the edge (AWS JSON) and the web console, started after the gRPC services they call,
+# ready when GET /health answers. They are not in SERVICES, whose entries are gRPC servers. An explicit
+# CUSTOMLABELS_<NAME>_PORT must be free; a default port gives way to a free one (8080 and 8081 are
+# popular ports on a developer's machine).
 EDGE = ServiceSpec("edge", "services.edge", 8080)
+CONSOLE = ServiceSpec("console", "services.console", 8081)
+HTTP_PARTS = (EDGE, CONSOLE)
 
 # Extra environment per process. Large CPU batches in training are dominated by glibc allocation
 # below these thresholds (measured in issue 4), and they must be set before the process starts.
@@ -336,37 +339,44 @@ class Stack:
             parts.append((spec, ServiceProcess(spec.name, spec.module, process_env, log, addr=addr)))
         return parts
 
-    def edge_port(self, *, choose: bool = False) -> int:
-        """The edge's port: CUSTOMLABELS_EDGE_PORT, else its saved one, else 8080 when free, else a free one."""
-        explicit = os.environ.get(f"{EDGE.env_prefix}_PORT")
+    def http_port(self, spec: ServiceSpec, *, choose: bool = False) -> int:
+        """An HTTP part's port: CUSTOMLABELS_<NAME>_PORT, else its saved one, else its default when free,
+        else a free one."""
+        explicit = os.environ.get(f"{spec.env_prefix}_PORT")
         if explicit:
             return int(explicit)
-        default = EDGE.default_port
+        default = spec.default_port
         assert default is not None
         return self._ports(
-            EDGE.name, lambda: {"port": default if port_is_free(default) else free_port()}, choose=choose
+            spec.name, lambda: {"port": default if port_is_free(default) else free_port()}, choose=choose
         ).get("port", default)
 
-    def edge(self, env: dict[str, str], port: int) -> HttpServiceProcess:
-        """The edge part, with the services' environment and the development key pair."""
+    def http_part(self, spec: ServiceSpec, env: dict[str, str], port: int) -> HttpServiceProcess:
+        """The edge or the console, with the services' environment and the development key pair (the edge
+        checks signatures with it, the console signs users in with it)."""
         secrets_ = self.state.secrets
-        edge_env = {
+        part_env = {
             **env,
             "CUSTOMLABELS_EDGE_CREDENTIALS": f"{secrets_['edge_access_key_id']}:{secrets_['edge_secret_access_key']}",
         }
         return HttpServiceProcess(
-            EDGE.name, EDGE.module, edge_env, self.logs / f"{EDGE.name}.log", addr=f"{LOOPBACK}:{port}"
+            spec.name, spec.module, part_env, self.logs / f"{spec.name}.log", addr=f"{LOOPBACK}:{port}"
         )
 
-    def user_env(self, env: dict[str, str], edge_port: int) -> dict[str, str]:
-        """stack.env: the services' environment plus what an AWS client of the edge needs."""
+    def user_env(self, env: dict[str, str], ports: dict[str, int]) -> dict[str, str]:
+        """stack.env: the services' environment plus what an AWS client of the edge and a user of the
+        console need."""
         secrets_ = self.state.secrets
-        return {
+        out = {
             **env,
-            "CUSTOMLABELS_EDGE_ENDPOINT": f"http://{LOOPBACK}:{edge_port}",
             "CUSTOMLABELS_AWS_ACCESS_KEY_ID": secrets_["edge_access_key_id"],
             "CUSTOMLABELS_AWS_SECRET_ACCESS_KEY": secrets_["edge_secret_access_key"],
         }
+        if EDGE.name in ports:
+            out["CUSTOMLABELS_EDGE_ENDPOINT"] = f"http://{LOOPBACK}:{ports[EDGE.name]}"
+        if CONSOLE.name in ports:
+            out["CUSTOMLABELS_CONSOLE_URL"] = f"http://{LOOPBACK}:{ports[CONSOLE.name]}"
+        return out
 
     def supervisor(self) -> Supervisor:
         """The supervisor part."""
@@ -384,8 +394,9 @@ class Stack:
         ]
         for spec, service in self.services(env):
             rows.append((service, module_available(spec.module), service.addr or "(no port)"))
-        edge = self.edge(env, self.edge_port())
-        rows.append((edge, module_available(EDGE.module), f"http://{edge.addr}"))
+        for spec in HTTP_PARTS:
+            part = self.http_part(spec, env, self.http_port(spec))
+            rows.append((part, module_available(spec.module), f"http://{part.addr}"))
         rows.append((self.supervisor(), True, "restarts a dead Triton"))
         known = {part.name for part, _, _ in rows}
         # A recorded process that the table no longer lists is still ours to report and stop.
@@ -507,19 +518,28 @@ def _bring_up(stack: Stack, deadline: float) -> dict[str, str]:
         if len(failures) == 1:
             raise failures[0]
         raise PartFailed(", ".join(sorted(failed)), "\n\n".join(str(failure) for failure in failures))
-    return stack.user_env(env, _bring_up_edge(stack, env, deadline))
+    return stack.user_env(env, _bring_up_http(stack, env, deadline))
 
 
-def _bring_up_edge(stack: Stack, env: dict[str, str], deadline: float) -> int:
-    """Start (or find running) the HTTP edge once the services answer; return its port."""
-    port = stack.edge_port(choose=True)
-    if not stack.running(EDGE.name) and not port_is_free(port):
-        raise PartFailed(EDGE.name, f"port {port} is taken by another process (set {EDGE.env_prefix}_PORT)")
-    edge = stack.edge(env, port)
-    action = _ensure(stack, edge)
-    _ready(edge, deadline)
-    _report(edge, action, f"http://{edge.addr}")
-    return port
+def _bring_up_http(stack: Stack, env: dict[str, str], deadline: float) -> dict[str, int]:
+    """Start (or find running) the edge and the console once the services answer; return their ports."""
+    ports: dict[str, int] = {}
+    parts: list[tuple[HttpServiceProcess, str]] = []
+    for spec in HTTP_PARTS:
+        if not module_available(spec.module):
+            continue
+        port = stack.http_port(spec, choose=True)
+        if not stack.running(spec.name) and not port_is_free(port):
+            raise PartFailed(
+                spec.name, f"port {port} is taken by another process (set {spec.env_prefix}_PORT)"
+            )
+        part = stack.http_part(spec, env, port)
+        parts.append((part, _ensure(stack, part)))
+        ports[spec.name] = port
+    for part, action in parts:
+        _ready(part, deadline)
+        _report(part, action, f"http://{part.addr}")
+    return ports
 
 
 def _masked(text: str, secrets_: dict[str, str]) -> str:

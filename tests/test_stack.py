@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from minio import Minio
@@ -211,6 +212,22 @@ def test_up_status_down_up_keeps_the_data(stack: Stack) -> None:
     socket.create_connection((host, int(port)), timeout=2).close()
     for spec in SERVERS:
         assert grpc_health_serving(env[f"{spec.env_prefix}_ADDR"]), spec.name
+    for url in (env["CUSTOMLABELS_EDGE_ENDPOINT"], env["CUSTOMLABELS_CONSOLE_URL"]):
+        with urllib.request.urlopen(f"{url}/health") as health:
+            assert health.status == 200, url
+    # The console signs users in with the stack's development key pair.
+    with httpx.Client(base_url=env["CUSTOMLABELS_CONSOLE_URL"]) as console:
+        console.get("/signin")
+        signed_in = console.post(
+            "/signin",
+            data={
+                "access_key_id": env["CUSTOMLABELS_AWS_ACCESS_KEY_ID"],
+                "secret_access_key": env["CUSTOMLABELS_AWS_SECRET_ACCESS_KEY"],
+                "csrf": console.cookies.get("cl_signin") or "",
+            },
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        assert console.get("/api/session").json()["AccessKeyId"] == env["CUSTOMLABELS_AWS_ACCESS_KEY_ID"]
 
     # A second `up` leaves everything running as it is.
     again = stack.run("up")

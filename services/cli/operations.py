@@ -52,7 +52,7 @@ SERVICES: tuple[Service, ...] = (
     ),
 )
 
-# RPCs that services call on each other; callable from the CLI for debugging, but not advertised.
+# RPCs that services (and the console) call on each other; callable from the CLI, but not advertised.
 INTERNAL = frozenset(
     {
         "GetProject",
@@ -61,6 +61,7 @@ INTERNAL = frozenset(
         "AuthorizeCopyProjectVersion",
         "ListProjectDatasets",
         "ExportDatasetEntries",
+        "GetDatasetImage",
         "GetProjectVersion",
         "CountProjectVersions",
         "GetModelArtifact",
@@ -127,3 +128,8 @@ def operations() -> list[Operation]:
         for method in service.descriptor.methods
         if not method.client_streaming
     ]
+
+
+def public_operations() -> dict[str, Operation]:
+    """The operations served over HTTP (the edge, the console), by AWS name: public unary RPCs only."""
+    return {op.name: op for op in operations() if not op.hidden and not op.method.server_streaming}

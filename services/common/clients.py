@@ -39,10 +39,14 @@ def channel(addr: str, security: GrpcSecurity | None = None) -> grpc.Channel:
     )
 
 
+def metadata() -> tuple[tuple[str, str], ...] | None:
+    """The metadata a call to a peer carries: the request id of the call being served, if any."""
+    return ((REQUEST_ID_KEY, logs.request_id.get()),) if logs.request_id.get() else None
+
+
 def call(method: Callable[..., Resp], request: object, timeout: float = DEFAULT_TIMEOUT_S) -> Resp:
     """Calls `method(request)` with the current request id; peer errors come back as ServiceError."""
-    metadata = ((REQUEST_ID_KEY, logs.request_id.get()),) if logs.request_id.get() else None
     try:
-        return method(request, timeout=timeout, metadata=metadata)
+        return method(request, timeout=timeout, metadata=metadata())
     except grpc.RpcError as exc:
         raise errors.from_rpc_error(exc) from None

@@ -19,12 +19,24 @@ class ConfigError(RuntimeError):
 DEFAULT_PORTS = {"project": 50051, "dataset": 50052, "training": 50053, "serving": 50054}
 
 
-def _addr(env: Mapping[str, str], key: str, default: str) -> str:
+def address(env: Mapping[str, str], key: str, default: str) -> str:
+    """A host:port setting (default when unset); ConfigError names a malformed one."""
     value = env.get(key, default).strip()
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ConfigError(f"{key} must be host:port, got {value!r}")
     return value
+
+
+def region_and_account(env: Mapping[str, str]) -> tuple[str, str]:
+    """CUSTOMLABELS_REGION and CUSTOMLABELS_ACCOUNT_ID, the parts of every ARN; ConfigError when malformed."""
+    region = env.get("CUSTOMLABELS_REGION", "local")
+    if not region or not all(c.isalnum() or c == "-" for c in region) or region != region.lower():
+        raise ConfigError(f"CUSTOMLABELS_REGION must match [a-z0-9-]+, got {region!r}")
+    account_id = env.get("CUSTOMLABELS_ACCOUNT_ID", "000000000000")
+    if not (account_id.isdigit() and len(account_id) == 12):
+        raise ConfigError(f"CUSTOMLABELS_ACCOUNT_ID must be 12 digits, got {account_id!r}")
+    return region, account_id
 
 
 def env_number(env: Mapping[str, str], key: str, default: float, minimum: float = 0) -> float:
@@ -87,12 +99,7 @@ class Config:
         database_url = env.get("DATABASE_URL", "")
         if not database_url:
             raise ConfigError("DATABASE_URL is required (postgresql://user:password@host:port/db)")
-        region = env.get("CUSTOMLABELS_REGION", "local")
-        account_id = env.get("CUSTOMLABELS_ACCOUNT_ID", "000000000000")
-        if not (account_id.isdigit() and len(account_id) == 12):
-            raise ConfigError(f"CUSTOMLABELS_ACCOUNT_ID must be 12 digits, got {account_id!r}")
-        if not region or not all(c.isalnum() or c == "-" for c in region) or region != region.lower():
-            raise ConfigError(f"CUSTOMLABELS_REGION must match [a-z0-9-]+, got {region!r}")
+        region, account_id = region_and_account(env)
         secret = env.get("CUSTOMLABELS_PAGE_TOKEN_SECRET", "")
         # Without an explicit secret every replica must still agree on one: derive it from what
         # they all share (the database), so tokens survive restarts and work across replicas.
@@ -102,7 +109,7 @@ class Config:
         ports = {name: f"127.0.0.1:{port}" for name, port in DEFAULT_PORTS.items()}
         return cls(
             service=service,
-            listen_addr=_addr(env, "CUSTOMLABELS_LISTEN_ADDR", f"127.0.0.1:{DEFAULT_PORTS[service]}"),
+            listen_addr=address(env, "CUSTOMLABELS_LISTEN_ADDR", f"127.0.0.1:{DEFAULT_PORTS[service]}"),
             database_url=database_url,
             s3_endpoint=env.get("CUSTOMLABELS_S3_ENDPOINT", "http://127.0.0.1:8333"),
             s3_access_key=env.get("CUSTOMLABELS_S3_ACCESS_KEY", ""),
@@ -110,10 +117,10 @@ class Config:
             s3_region=env.get("CUSTOMLABELS_S3_REGION", "us-east-1"),
             triton_grpc_addr=env.get("CUSTOMLABELS_TRITON_GRPC_ADDR", "127.0.0.1:8001"),
             triton_http_addr=env.get("CUSTOMLABELS_TRITON_HTTP_ADDR", "127.0.0.1:8000"),
-            project_addr=_addr(env, "CUSTOMLABELS_PROJECT_ADDR", ports["project"]),
-            dataset_addr=_addr(env, "CUSTOMLABELS_DATASET_ADDR", ports["dataset"]),
-            training_addr=_addr(env, "CUSTOMLABELS_TRAINING_ADDR", ports["training"]),
-            serving_addr=_addr(env, "CUSTOMLABELS_SERVING_ADDR", ports["serving"]),
+            project_addr=address(env, "CUSTOMLABELS_PROJECT_ADDR", ports["project"]),
+            dataset_addr=address(env, "CUSTOMLABELS_DATASET_ADDR", ports["dataset"]),
+            training_addr=address(env, "CUSTOMLABELS_TRAINING_ADDR", ports["training"]),
+            serving_addr=address(env, "CUSTOMLABELS_SERVING_ADDR", ports["serving"]),
             region=region,
             account_id=account_id,
             page_token_secret=token_secret,

@@ -138,6 +138,13 @@ class NotReady(ServiceError):
     aws_name = "ResourceNotReadyException"
 
 
+class Conflict(ServiceError):
+    """A change was made from a stale copy: someone else changed the resource since it was read."""
+
+    code = grpc.StatusCode.ABORTED
+    aws_name = "ConflictException"
+
+
 class InvalidPolicyRevisionId(ServiceError):
     """A project-policy revision id does not match the current one."""
 
@@ -200,3 +207,12 @@ def from_rpc_error(error: grpc.RpcError) -> ServiceError:
     if code == grpc.StatusCode.UNAVAILABLE:
         return Throttling("a dependent service is unavailable; retry later")
     return InternalServerError("a dependent service failed; retry later")
+
+
+def http_status(error: ServiceError) -> int:
+    """The HTTP status AWS answers an exception with: 500/503 for the retryable faults, else 400."""
+    if isinstance(error, Throttling):
+        return 503
+    if error.aws_name == InternalServerError.aws_name:
+        return 500
+    return 400

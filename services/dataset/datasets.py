@@ -8,6 +8,7 @@ transaction (repository.commit*), so a dataset is never half imported.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 import uuid
@@ -32,7 +33,7 @@ from services.common.errors import (
 from services.common.jobs import JobRow
 from services.common.pagination import Page, PageTokens, keyset_page
 from services.common.storage import ObjectStore
-from services.dataset import images, importers, manifest
+from services.dataset import images, importers, manifest, thumbnails
 from services.dataset.images import ImageIngestor
 from services.dataset.repository import (
     AlreadyExists as DatasetTypeTaken,
@@ -43,6 +44,7 @@ from services.dataset.repository import (
     EntryFilter,
     EntryRow,
 )
+from services.dataset.thumbnails import ImageReader, ServedImage
 
 log = logging.getLogger("customlabels.dataset")
 
@@ -122,7 +124,7 @@ def _now(clock: Callable[[], float]) -> datetime:
 
 class DatasetService:
     """CreateDataset, DescribeDataset, DeleteDataset, ListDatasetEntries, ListDatasetLabels,
-    UpdateDatasetEntries, DistributeDatasetEntries, the imports, and the jobs behind them."""
+    UpdateDatasetEntries, DistributeDatasetEntries, the imports, GetDatasetImage, and the jobs behind them."""
 
     def __init__(
         self,
@@ -148,6 +150,7 @@ class DatasetService:
         self.limits = limits
         self.clock = clock
         self.wake: Callable[[], None] = lambda: None
+        self.image_reader = ImageReader(store, images_bucket, ingestor.limits)
 
     # -- lookups ----------------------------------------------------------------------------------
 
@@ -483,6 +486,31 @@ class DatasetService:
             raise InUse("the dataset is being updated; retry when the update is complete")
         yield from self.repo.export(row.id, include_errors, include_unlabeled, batch=500)
 
+    def get_image(self, dataset_arn: str, source_ref: str, image_key: str, max_side: int) -> ServedImage:
+        """An entry's stored image (dataset_arn + source_ref) or a stored copy (image_key), as stored
+        (max_side 0) or as a cached JPEG thumbnail (thumbnails.py)."""
+        thumbnails.check_max_side(max_side)
+        by_entry = bool(dataset_arn or source_ref)
+        if by_entry == bool(image_key):
+            raise InvalidParameter("give either DatasetArn with SourceRef, or ImageKey")
+        size: tuple[int, int] | None = None
+        if by_entry:
+            if not dataset_arn or not source_ref:
+                raise InvalidParameter("DatasetArn and SourceRef must be given together")
+            row = self._readable(dataset_arn)
+            entry = self.repo.entry(row.id, source_ref)
+            if entry is None:
+                raise NotFound(f"the dataset has no entry with source-ref {source_ref}")
+            if entry.image_key is None:
+                raise NotFound(f"the entry {source_ref} has no stored image: {_image_errors(entry.line)}")
+            image_key = entry.image_key
+            if entry.image_width and entry.image_height:
+                size = (entry.image_width, entry.image_height)
+        thumbnails.digest_of_key(image_key)  # InvalidParameter for anything but a stored copy's key
+        if max_side:
+            return self.image_reader.thumbnail(image_key, max_side)
+        return self.image_reader.original(image_key, size)
+
     # -- jobs -------------------------------------------------------------------------------------
 
     def handle(self, job: JobRow, owner: str) -> None:
@@ -712,6 +740,16 @@ class DatasetService:
             return
         message = f"{len(chosen)} of {len(entries)} labeled entries moved to the TEST dataset."
         self.repo.commit_move(job, owner, train_id, test_id, chosen, message, _now(self.clock))
+
+
+def _image_errors(line: str) -> str:
+    """The line errors of an entry as `CODE: message` texts (why its image was not stored)."""
+    try:
+        errors = json.loads(line).get(manifest.CL_ERRORS) or []
+        texts = [f"{e['code']}: {e['message']}" for e in errors if isinstance(e, dict) and "code" in e]
+    except (ValueError, AttributeError, KeyError):
+        texts = []
+    return "; ".join(texts) or "the image failed validation"
 
 
 def choose_test_entries(entries: Sequence[EntryRow], share: float, seed: str) -> list[str] | None:

@@ -235,6 +235,15 @@ class DatasetRepository:
             )
             return cur.fetchall()
 
+    def entry(self, dataset_id: int, source_ref: str) -> EntryRow | None:
+        """Returns one entry by its source-ref (a primary-key lookup)."""
+        with self.pool.connection() as conn, conn.cursor(row_factory=class_row(EntryRow)) as cur:
+            cur.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE dataset_id = %(id)s AND source_ref = %(ref)s",
+                {"id": dataset_id, "ref": source_ref},
+            )
+            return cur.fetchone()
+
     def existing_refs(self, dataset_id: int, refs: Sequence[str]) -> set[str]:
         """Returns which of `refs` already are entries of the dataset."""
         with self.pool.connection() as conn:

@@ -217,6 +217,25 @@ class DatasetServicer(pb_grpc.DatasetServiceServicer):
             ],
         )
 
+    def GetDatasetImage(
+        self, request: pb.GetDatasetImageRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.GetDatasetImageResponse]:
+        """Streams a stored image or its thumbnail: the header, then chunks of at most 1 MiB."""
+        image = self.service.get_image(
+            request.dataset_arn, request.source_ref, request.image_key, request.max_side
+        )
+        yield pb.GetDatasetImageResponse(
+            header=pb.DatasetImageHeader(
+                content_type=image.content_type,
+                size_bytes=len(image.data),
+                width=image.width,
+                height=image.height,
+                etag=image.etag,
+            )
+        )
+        for chunk in image.chunks():
+            yield pb.GetDatasetImageResponse(chunk=chunk)
+
     def ListProjectDatasets(
         self, request: pb.ListProjectDatasetsRequest, context: grpc.ServicerContext
     ) -> pb.ListProjectDatasetsResponse:
@@ -244,6 +263,8 @@ class DatasetServicer(pb_grpc.DatasetServiceServicer):
                         image=common.S3Object(bucket=images_bucket, name=e.image_key)
                         if e.image_key
                         else None,
+                        image_width=e.image_width or 0,
+                        image_height=e.image_height or 0,
                     )
                     for e in batch
                 ]

@@ -29,7 +29,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from services.cli.operations import SERVICES, Operation, operations
+from services.cli.operations import SERVICES, Operation, public_operations
 from services.common import awsjson, clients, errors, logs
 from services.common.auth import GrpcSecurity
 from services.edge import metrics as metrics_text
@@ -68,20 +68,6 @@ def error_reply(aws_name: str, message: str, status: int, operation: str = UNKNO
     """An AWS JSON error: `__type` is what botocore reads as the ClientError code."""
     body = json.dumps({"__type": aws_name, "message": message}, ensure_ascii=False).encode("utf-8")
     return Reply(status, body, operation=operation, error=aws_name, headers=(("x-amzn-ErrorType", aws_name),))
-
-
-def http_status(error: errors.ServiceError) -> int:
-    """The HTTP status AWS answers an exception with: 500/503 for the retryable faults, else 400."""
-    if isinstance(error, errors.Throttling):
-        return 503
-    if error.aws_name == errors.InternalServerError.aws_name:
-        return 500
-    return 400
-
-
-def public_operations() -> dict[str, Operation]:
-    """The operations the edge serves, by AWS name: public unary RPCs (no internal ones)."""
-    return {op.name: op for op in operations() if not op.hidden and not op.method.server_streaming}
 
 
 @dataclass
@@ -139,7 +125,7 @@ class Edge:
             request = awsjson.from_aws(document, op.request_class)
             response = self._call(op, request)
         except errors.ServiceError as exc:
-            status = http_status(exc)
+            status = errors.http_status(exc)
             if status >= 500:
                 log.warning("operation failed", extra={"operation": op.name, "error": exc.aws_name})
             return error_reply(exc.aws_name, exc.message, status, label)

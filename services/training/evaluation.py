@@ -58,6 +58,7 @@ __all__ = [
     "ConfusionCell",
     "DatasetStatistics",
     "DetectionSample",
+    "EvaluatedImage",
     "EvaluationResult",
     "GroundTruth",
     "ImageEvaluation",
@@ -73,6 +74,8 @@ __all__ = [
     "iou",
     "manifest_summary_json",
     "output_keys",
+    "parse_testing_snapshot",
+    "parse_testing_snapshot_line",
     "summary_file_name",
     "summary_json",
     "summary_metrics",
@@ -1043,6 +1046,148 @@ def _detection_attribute(
         "type": DETECTION_TYPE,
     }
     return {EVALUATION_ATTRIBUTE: body, EVALUATION_ATTRIBUTE + META_SUFFIX: meta}
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluatedImage:
+    """One line of an evaluation manifest snapshot read back (`parse_testing_snapshot`).
+
+    `ground_truth` is what the line's `rekognition-custom-labels-training-<n>` attributes say (boxes as
+    ratios of their declared size); `outcomes` are its evaluation records in the order of the file, boxes
+    as ratios of the evaluation attribute's `image_size` (the integer pixels the file holds, so within
+    half a pixel of what was evaluated).
+    """
+
+    source_ref: str
+    use_case: UseCase
+    ground_truth: GroundTruth
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def labels(self) -> frozenset[str]:
+        """Every label of the image: in the ground truth or in an evaluation record."""
+        return self.ground_truth.labels | {o.label for o in self.outcomes}
+
+
+_KINDS: tuple[tuple[str, OutcomeKind], ...] = (
+    ("is-true-positive", "TP"),
+    ("is-false-positive", "FP"),
+    ("is-false-negative", "FN"),
+    ("is-true-negative", "TN"),
+)
+
+
+def _kind(details: Any) -> OutcomeKind:
+    """The one outcome flag that is true in a `rekognition-custom-labels-evaluation-details` object."""
+    if not isinstance(details, Mapping):
+        raise ValueError(f"{EVALUATION_DETAILS} is missing")
+    kinds = [kind for key, kind in _KINDS if details.get(key) is True]
+    if len(kinds) != 1:
+        raise ValueError(f"{EVALUATION_DETAILS} must have exactly one outcome flag set")
+    return kinds[0]
+
+
+def _attribute_number(name: str, prefix: str) -> int | None:
+    """n of `<prefix>-<n>`, None for any other name."""
+    head, _, number = name.rpartition("-")
+    return int(number) if head == prefix and number.isdigit() else None
+
+
+def _classification_outcomes(line: Mapping[str, Any]) -> list[Outcome]:
+    numbered = sorted(
+        (n, name) for name in line if (n := _attribute_number(name, EVALUATION_ATTRIBUTE)) is not None
+    )
+    outcomes = []
+    for _, name in numbered:
+        meta = line.get(name + META_SUFFIX)
+        if not isinstance(meta, Mapping) or not isinstance(meta.get("class-name"), str):
+            raise ValueError(f"{name} has no metadata with a class-name")
+        details = meta.get(EVALUATION_DETAILS)
+        outcomes.append(
+            Outcome(
+                meta["class-name"],
+                _kind(details),
+                _confidence(meta.get("confidence"), f"{name} confidence"),
+                details.get("is-present-in-ground-truth") is True,
+            )
+        )
+    return outcomes
+
+
+def _detection_outcomes(line: Mapping[str, Any]) -> list[Outcome]:
+    body, meta = line.get(EVALUATION_ATTRIBUTE), line.get(EVALUATION_ATTRIBUTE + META_SUFFIX)
+    if not isinstance(body, Mapping) or not isinstance(meta, Mapping):
+        raise ValueError(f"{EVALUATION_ATTRIBUTE} needs its body and metadata")
+    annotations, objects = body.get("annotations") or [], meta.get("objects") or []
+    class_map = meta.get("class-map") or {}
+    if not isinstance(annotations, list) or not isinstance(objects, list) or len(annotations) != len(objects):
+        raise ValueError(f"{EVALUATION_ATTRIBUTE} needs one metadata object per annotation")
+    size = _declared_size(body)
+    if annotations and size is None:
+        raise ValueError(f"{EVALUATION_ATTRIBUTE} has boxes but no image_size")
+    width, height, _ = size or (1, 1, 3)
+    outcomes = []
+    for box, obj in zip(annotations, objects, strict=True):
+        if not isinstance(box, Mapping) or not isinstance(obj, Mapping):
+            raise ValueError(f"{EVALUATION_ATTRIBUTE} holds a box that is not an object")
+        label = class_map.get(str(box.get("class_id")))
+        if not isinstance(label, str):
+            raise ValueError(f"{EVALUATION_ATTRIBUTE} holds a class_id without a class-map name")
+        details = obj.get(EVALUATION_DETAILS)
+        geometry = Box(
+            label,
+            _finite(box.get("left"), "box left") / width,
+            _finite(box.get("top"), "box top") / height,
+            _finite(box.get("width"), "box width") / width,
+            _finite(box.get("height"), "box height") / height,
+        )
+        outcomes.append(
+            Outcome(
+                label,
+                _kind(details),
+                _confidence(obj.get("confidence"), "box confidence"),
+                details.get("is-present-in-ground-truth") is True,
+                geometry,
+            )
+        )
+    return outcomes
+
+
+def parse_testing_snapshot_line(text: str) -> EvaluatedImage:
+    """One line of `testing_snapshot_text` read back; ValueError when it is not such a line.
+
+    The use case is detection when the line has the single `rekognition-custom-labels-evaluation` attribute,
+    else classification; ground truth is read from the renamed training attributes only.
+    """
+    line = json.loads(text)
+    if not isinstance(line, dict) or not isinstance(line.get(SOURCE_REF), str):
+        raise ValueError("a snapshot line must be a JSON object with a source-ref")
+    use_case: UseCase = OBJECT_LOCALIZATION if EVALUATION_ATTRIBUTE in line else IMAGE_LEVEL_LABELS
+    training: dict[str, Any] = {SOURCE_REF: line[SOURCE_REF]}
+    for name, value in line.items():
+        if _attribute_number(name, TRAINING_ATTRIBUTE) is not None:
+            training[name] = value
+            training[name + META_SUFFIX] = line.get(name + META_SUFFIX)
+    outcomes = (
+        _detection_outcomes(line) if use_case == OBJECT_LOCALIZATION else _classification_outcomes(line)
+    )
+    return EvaluatedImage(
+        line[SOURCE_REF], use_case, ground_truth_from_entry(training, use_case), tuple(outcomes)
+    )
+
+
+def parse_testing_snapshot(text: str) -> list[EvaluatedImage]:
+    """The inverse of `testing_snapshot_text`: every image in the order of the file; ValueError naming the
+    (1-based) line that is not an evaluation manifest line."""
+    images = []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            images.append(parse_testing_snapshot_line(raw))
+        except (ValueError, TypeError, KeyError, AttributeError, ZeroDivisionError) as exc:
+            raise ValueError(f"line {number}: {exc}") from None
+    return images
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -98,6 +98,7 @@ class Example:
     parsed: manifest.ParsedLine
     image_key: str | None = None  # our content-addressed copy in the images bucket
     image: bytes | None = None
+    size: tuple[int, int] | None = None  # (width, height) of the image as displayed
 
 
 @dataclass(frozen=True)
@@ -337,6 +338,7 @@ class Trainer:
             if e.image is not None:
                 with Image.open(io.BytesIO(e.image)) as im:
                     width, height = ImageOps.exif_transpose(im).size if _rotated(im) else im.size
+                e.size = (width, height)
                 e.parsed = manifest.apply_image(e.parsed, width, height, None)
             elif e.parsed.entry is not None:
                 e.parsed = manifest.apply_image(
@@ -381,6 +383,15 @@ class Trainer:
         else:
             test = read(row.inputs["testing"])
         self._fetch_images([*train, *test], progress)
+        # The same snapshot files a dataset-based version has, so ListTestResults finds the copies.
+        prefix = row.files.get("snapshot", f"versions/{row.id}")
+        for name, examples in (("training.jsonl", train), ("testing.jsonl", test)):
+            self.store.put_bytes(
+                self.models_bucket,
+                f"{prefix}/{name}",
+                _snapshot_text(examples, self.images_bucket),
+                "application/x-ndjson",
+            )
         return train, test
 
     # -- validation ---------------------------------------------------------------------------------
@@ -489,6 +500,12 @@ class Trainer:
             key = f"{prefix}/{source.files[name].rsplit('/', 1)[1]}"
             self.store.put_bytes(self.models_bucket, key, data)
             files[name] = key
+        # The snapshot of the data, so the copy's test results find their images (ListTestResults).
+        source_prefix = source.files.get("snapshot")
+        for name in ("training.jsonl", "testing.jsonl"):
+            if source_prefix and self.store.exists(self.models_bucket, f"{source_prefix}/{name}"):
+                data = self.store.get_bytes(self.models_bucket, f"{source_prefix}/{name}")
+                self.store.put_bytes(self.models_bucket, f"{prefix}/{name}", data, "application/x-ndjson")
         project_name = row.arn.split("/")[1]
         keys = evaluation.output_keys(row.output_prefix, project_name, row.version_name)
         targets = {
@@ -528,6 +545,18 @@ class Trainer:
                 "billable_s": source.billable_s,
             },
         )
+
+
+def _snapshot_text(examples: Sequence[Example], images_bucket: str) -> bytes:
+    """Snapshot lines as versions.py writes them: the manifest line and where its image copy is."""
+    lines = []
+    for e in examples:
+        image = None
+        if e.image_key:
+            width, height = e.size or (0, 0)
+            image = {"bucket": images_bucket, "key": e.image_key, "width": width, "height": height}
+        lines.append(json.dumps({"line": e.text, "image": image}, separators=(",", ":")))
+    return ("\n".join(lines) + "\n").encode()
 
 
 def _labels(e: Example, use_case: str) -> set[str]:

@@ -10,12 +10,22 @@ from customlabels.training.v1 import training_service_pb2_grpc as pb_grpc
 from services.common import enums
 from services.common.pagination import max_results
 from services.common.timestamps import timestamp
+from services.training.evaluation import Box
 from services.training.repository import VersionRow
+from services.training.results import ResultImage
 from services.training.versions import S3Ref, VersionService
 
 STATUS = pb.ProjectVersionStatus.DESCRIPTOR
 PHASE = pb.TrainingPhase.DESCRIPTOR
 MODEL_TYPE = common.ModelType.DESCRIPTOR
+OUTCOME = pb.TestOutcome.DESCRIPTOR
+# evaluation.Outcome kinds → TestOutcome.
+OUTCOMES = {
+    "TP": pb.TEST_OUTCOME_TRUE_POSITIVE,
+    "FP": pb.TEST_OUTCOME_FALSE_POSITIVE,
+    "FN": pb.TEST_OUTCOME_FALSE_NEGATIVE,
+    "TN": pb.TEST_OUTCOME_TRUE_NEGATIVE,
+}
 
 
 def _asset(bucket: str, key: str | None) -> common.Asset | None:
@@ -134,6 +144,36 @@ def description(row: VersionRow) -> pb.ProjectVersionDescription:
     return desc
 
 
+def _box(box: Box | None) -> pb.TestBoundingBox | None:
+    if box is None:
+        return None
+    return pb.TestBoundingBox(left=box.left, top=box.top, width=box.width, height=box.height)
+
+
+def result_message(image: ResultImage) -> pb.TestResult:
+    """The TestResult of one test image (confidences 0-100, as DetectCustomLabels reports them)."""
+    truth = image.evaluated.ground_truth
+    return pb.TestResult(
+        source_ref=image.evaluated.source_ref,
+        image=common.S3Object(bucket=image.image.bucket, name=image.image.key) if image.image else None,
+        width=image.width,
+        height=image.height,
+        ground_truth=[pb.TestGroundTruthLabel(name=b.label, bounding_box=_box(b)) for b in truth.boxes]
+        if truth.boxes
+        else [pb.TestGroundTruthLabel(name=label) for label in sorted(truth.labels)],
+        predictions=[
+            pb.TestPrediction(
+                name=o.label,
+                confidence=100.0 * o.confidence,
+                outcome=OUTCOMES[o.kind],
+                bounding_box=_box(o.box),
+                present_in_ground_truth=o.present_in_ground_truth,
+            )
+            for o in image.evaluated.outcomes
+        ],
+    )
+
+
 class TrainingServicer(pb_grpc.TrainingServiceServicer):
     """Serves the model-version operations of spec/api.md §4 and the internal calls."""
 
@@ -201,6 +241,23 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
             request.kms_key_id or None,
         )
         return pb.CopyProjectVersionResponse(project_version_arn=arn)
+
+    def ListTestResults(
+        self, request: pb.ListTestResultsRequest, context: grpc.ServicerContext
+    ) -> pb.ListTestResultsResponse:
+        """Lists a trained version's test images with their outcomes, in manifest order."""
+        page, total = self.service.list_test_results(
+            request.project_version_arn,
+            list(request.labels),
+            enums.to_aws(OUTCOME, request.outcome),
+            request.next_token,
+            max_results(request.max_results, request.HasField("max_results"), 1000, default=100),
+        )
+        return pb.ListTestResultsResponse(
+            test_results=[result_message(image) for image in page.items],
+            next_token=page.next_token or "",
+            total_count=total,
+        )
 
     def GetProjectVersion(
         self, request: pb.GetProjectVersionRequest, context: grpc.ServicerContext

@@ -1,5 +1,5 @@
 """The model-version domain: CreateProjectVersion, DescribeProjectVersions, DeleteProjectVersion,
-CopyProjectVersion, and the internal calls of the serving and project services.
+CopyProjectVersion, ListTestResults (results.py), and the internal calls of the serving and project services.
 
 CreateProjectVersion snapshots the training and test entries as they are at that moment (so later
 dataset edits never change a version) and enqueues a job that a training worker (worker.py) runs.
@@ -7,6 +7,7 @@ dataset edits never change a version) and enqueues a job that a training worker 
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ from services.common.errors import (
 from services.common.pagination import Page, PageTokens, keyset_page
 from services.common.storage import ObjectStore
 from services.training.repository import NameTaken, VersionRepository, VersionRow
+from services.training.results import ResultImage, TestResultsReader
 
 log = logging.getLogger("customlabels.training")
 
@@ -37,6 +39,21 @@ TRAINED = enums.TRAINED_VERSION_STATUSES
 BUSY = ("TRAINING_IN_PROGRESS", "RUNNING", "STARTING", "STOPPING", "COPYING_IN_PROGRESS")
 RUN_STATES = ("STARTING", "RUNNING", "STOPPING", "STOPPED", "FAILED")
 COMPLETE_DATASET = ("CREATE_COMPLETE", "UPDATE_COMPLETE")
+# Statuses without test results to list (ListTestResults answers ResourceNotReadyException).
+NO_TEST_RESULTS = {
+    "TRAINING_IN_PROGRESS": "is still training; its test results are listed once training completes",
+    "COPYING_IN_PROGRESS": "is being copied; its test results are listed once the copy completes",
+    "TRAINING_FAILED": "failed to train; it has no test results",
+    "COPYING_FAILED": "failed to copy; it has no test results",
+    "DELETING": "is being deleted",
+}
+# ListTestResults' Outcome filter (AWS spelling) → the kinds of evaluation.Outcome.
+OUTCOME_KINDS = {
+    "TRUE_POSITIVE": "TP",
+    "FALSE_POSITIVE": "FP",
+    "FALSE_NEGATIVE": "FN",
+    "TRUE_NEGATIVE": "TN",
+}
 
 
 class TrainingPeers(Protocol):
@@ -107,6 +124,7 @@ class VersionService:
         self.models_bucket = models_bucket
         self.limits = limits
         self.clock = clock
+        self.test_results = TestResultsReader(store, models_bucket)
 
     # -- lookups ----------------------------------------------------------------------------------
 
@@ -230,7 +248,16 @@ class VersionService:
         """Writes a dataset's entries (and where their image copies are) as JSON lines; returns the count."""
         lines = []
         for entry in self.peers.export(dataset_arn):
-            image = {"bucket": entry.image.bucket, "key": entry.image.name} if entry.image.name else None
+            image = (
+                {
+                    "bucket": entry.image.bucket,
+                    "key": entry.image.name,
+                    "width": entry.image_width,
+                    "height": entry.image_height,
+                }
+                if entry.image.name
+                else None
+            )
             lines.append(json.dumps({"line": entry.dataset_entry, "image": image}, separators=(",", ":")))
         self.store.put_bytes(
             self.models_bucket, key, ("\n".join(lines) + "\n").encode(), "application/x-ndjson"
@@ -290,6 +317,50 @@ class VersionService:
         """Counts a project's versions (DeleteProject refuses while any exist)."""
         arns.parse_project(project_arn)
         return self.repo.count(project_arn)
+
+    # -- test results (the console) ---------------------------------------------------------------
+
+    def list_test_results(
+        self,
+        version_arn: str,
+        labels: Sequence[str],
+        outcome: str | None,
+        next_token: str | None,
+        max_results: int,
+    ) -> tuple[Page[ResultImage], int]:
+        """A page of a trained version's test images in manifest order, and how many match in all.
+
+        `labels` keeps images where any of them is in the ground truth or in an evaluation record;
+        `outcome` (TRUE_POSITIVE … TRUE_NEGATIVE) keeps images with a record of that outcome.
+        """
+        labels = list(labels)
+        validation.list_size(labels, "Labels", 1, 10)
+        for label in labels:
+            if not 1 <= len(label) <= 255:
+                raise InvalidParameter("each Labels label must be 1 to 255 characters long")
+        if outcome is not None and outcome not in OUTCOME_KINDS:
+            raise InvalidParameter(f"Outcome must be one of {', '.join(OUTCOME_KINDS)}")
+        row = self.get(version_arn)
+        why = NO_TEST_RESULTS.get(row.status)
+        if why is None and not row.files.get("test_output"):
+            why = f"is {row.status} but has no evaluation files"
+        if why is not None:
+            raise NotReady(f"model version {version_arn} {why}")
+        matching = self.test_results.results(row).matching(labels, OUTCOME_KINDS.get(outcome or ""))
+        filters = {"arn": version_arn, "labels": sorted(set(labels)), "outcome": outcome}
+
+        def fetch(position: list[Any] | None, limit: int) -> list[ResultImage]:
+            start = (
+                0
+                if position is None
+                else bisect.bisect_right(matching, int(position[0]), key=lambda i: i.index)
+            )
+            return matching[start : start + limit]
+
+        page = keyset_page(
+            self.tokens, "ListTestResults", filters, next_token, max_results, fetch, lambda i: [i.index]
+        )
+        return page, len(matching)
 
     # -- copy -------------------------------------------------------------------------------------
 

@@ -22,7 +22,8 @@ from botocore.parsers import create_parser
 from scripts.inprocess import LocalServices
 from services.common import errors
 from services.common.auth import UnrecognizedClient
-from services.edge.app import build_server, error_reply, http_status
+from services.common.errors import http_status
+from services.edge.app import build_server, error_reply
 from tests.edge.conftest import REGION, edge_config
 from tests.edge.util import raises
 

@@ -18,8 +18,9 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from scripts.inprocess import LocalServices
+from services.cli.operations import public_operations
 from services.common import awsjson, enums
-from services.edge.app import build_server, public_operations
+from services.edge.app import build_server
 from tests.edge.conftest import EdgeUnderTest, edge_config
 from tests.edge.util import raises, raw, send, signed
 
