@@ -14,7 +14,7 @@ WEB_BUILD := $(WEB)/dist/index.html
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install protos up down status demo test lint bench clean
+.PHONY: help install protos up down status demo test lint bench screenshots clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,6 +65,10 @@ lint: install ## ruff lint + format check, TypeScript check of the console
 	$(VENV)/bin/ruff check services scripts tests bench
 	$(VENV)/bin/ruff format --check services scripts tests bench
 	cd $(WEB) && npm run --silent typecheck
+
+screenshots: ## Copy the README's console screenshots from the last test run (build/screenshots) to docs/screenshots
+	mkdir -p docs/screenshots
+	cp build/screenshots/workflow-*.png docs/screenshots/
 
 bench: install ## Run the benchmarks; tables go to bench/results/
 	$(PY) -m bench.run

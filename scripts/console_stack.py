@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from scripts.inprocess import LocalServices, embedded_stack, training_worker
 from services.common import db
 from services.common.auth import GrpcSecurity
@@ -26,6 +28,21 @@ from services.common.storage import ObjectStore
 from services.console import app as console_app
 from services.console.backends import Backends
 from services.console.config import ConsoleConfig
+
+# Headless chromium on a closed network: no first-run, sync, update or other background traffic.
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+]
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,41 @@ class RunningConsoleStack:
     secret_access_key: str
     services: LocalServices
     console: console_app.RunningConsole
+
+
+class ConsoleClient:
+    """The console's HTTP API with a session of its own, for setting up data and for security tests."""
+
+    def __init__(self, console: RunningConsoleStack) -> None:
+        self.console = console
+        self.http = httpx.Client(base_url=console.url, follow_redirects=False, timeout=60)
+        form = self.http.get("/signin")
+        nonce = self.http.cookies.get("cl_signin")
+        response = self.http.post(
+            "/signin",
+            data={
+                "access_key_id": console.access_key_id,
+                "secret_access_key": console.secret_access_key,
+                "csrf": nonce or "",
+                "next": "/",
+            },
+        )
+        assert form.status_code == 200 and response.status_code == 303, response.text
+        self.csrf = self.http.get("/api/session").json()["CsrfToken"]
+
+    def op(self, name: str, body: dict | None = None, *, csrf: bool = True) -> httpx.Response:
+        """POST /api/op/<name>."""
+        headers = {"X-CSRF-Token": self.csrf} if csrf else {}
+        return self.http.post(f"/api/op/{name}", json=body or {}, headers=headers)
+
+    def ok(self, name: str, body: dict | None = None) -> dict:
+        """POST /api/op/<name>, asserting success; the JSON answer."""
+        response = self.op(name, body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def close(self) -> None:
+        self.http.close()
 
 
 def new_key_pair() -> tuple[str, str]:

@@ -3,13 +3,16 @@
 Training writes the summary file, manifest_summary.json, the validation manifests and the
 evaluation snapshots into the version's OutputConfig bucket and reports each exact key through
 DescribeProjectVersions (spec/evaluation.md §6-§9). The console reads only those reported keys from
-the object store, so a request can name a file by kind, never by path.
+the object store, so a request can name a file by kind, never by path. A reported file that cannot be
+read (deleted, not JSON) does not fail the page: GetEvaluation names it under `Unreadable` and the
+validation zip leaves it out.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,9 +25,11 @@ from minio.error import S3Error
 
 from services.common import arn as arns
 from services.common import awsjson
-from services.common.errors import InvalidParameter, NotFound
+from services.common.errors import InvalidParameter, InvalidS3Object, NotFound, ServiceError
 from services.common.storage import ObjectStore
 from services.console.backends import Backends
+
+log = logging.getLogger("customlabels.console")
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 STREAM_CHUNK = 256 * 1024
@@ -58,9 +63,11 @@ class Download:
 
 def aggregated_metrics(summary: dict[str, Any]) -> dict[str, Any]:
     """The aggregate metrics block, in either form spec/evaluation.md §6 allows (nested or flat)."""
-    block = summary.get("AggregatedEvaluationResults") or {}
-    metrics = block.get("Metrics") if isinstance(block.get("Metrics"), dict) else block
-    return metrics if isinstance(metrics, dict) else {}
+    block = summary.get("AggregatedEvaluationResults")
+    if not isinstance(block, dict):
+        return {}
+    metrics = block.get("Metrics")
+    return metrics if isinstance(metrics, dict) else block
 
 
 class Evaluations:
@@ -72,6 +79,8 @@ class Evaluations:
 
     def describe(self, version_arn: Any) -> tr.ProjectVersionDescription:
         """The version's description (ResourceNotFoundException when it does not exist)."""
+        if version_arn is None or version_arn == "":
+            raise InvalidParameter("ProjectVersionArn is required")
         if type(version_arn) is not str:
             raise InvalidParameter("ProjectVersionArn must be a string")
         parsed = arns.parse_version(version_arn)
@@ -91,28 +100,42 @@ class Evaluations:
                 return description
         raise NotFound(f"The model version {version_arn} does not exist")
 
-    def _json(self, location: common.S3Object) -> Any:
+    def _json(self, location: common.S3Object) -> dict[str, Any]:
+        """A JSON object file; InvalidS3Object when it cannot be read or is not a JSON object."""
         data = self.store.get_bytes(location.bucket, location.name, max_bytes=MAX_JSON_BYTES)
-        return json.loads(data)
+        try:
+            document = json.loads(data)
+        except ValueError as exc:
+            raise InvalidS3Object(f"s3://{location.bucket}/{location.name} is not JSON: {exc}") from None
+        if not isinstance(document, dict):
+            raise InvalidS3Object(f"s3://{location.bucket}/{location.name} is not a JSON object")
+        return document
 
     def evaluation(self, document: dict[str, Any]) -> dict[str, Any]:
         """GetEvaluation: {ProjectVersionArn} → the version, its summary and manifest summary (when
-        written), and which files exist."""
+        written and readable), which files exist, and which of those could not be read."""
         description = self.describe(document.get("ProjectVersionArn"))
         files = [name for name, locate in FILES.items() if (found := locate(description)) and found.name]
-        summary = None
-        if "summary" in files:
-            summary = self._json(FILES["summary"](description))  # type: ignore[arg-type]
-            metrics = aggregated_metrics(summary)
-            summary["AggregatedEvaluationResults"] = {"Metrics": metrics}
-        manifest_summary = (
-            self._json(FILES["manifest_summary"](description)) if "manifest_summary" in files else None
-        )  # type: ignore[arg-type]
+        documents: dict[str, dict[str, Any] | None] = {"summary": None, "manifest_summary": None}
+        unreadable = []
+        for name in documents:
+            location = FILES[name](description)
+            if name not in files or location is None:
+                continue
+            try:
+                documents[name] = self._json(location)
+            except ServiceError as exc:
+                log.warning("training file unreadable", extra={"file": name, "error": exc.aws_name})
+                unreadable.append({"File": name, "Type": exc.aws_name, "Message": exc.message})
+        summary = documents["summary"]
+        if summary is not None:
+            summary["AggregatedEvaluationResults"] = {"Metrics": aggregated_metrics(summary)}
         return {
             "ProjectVersion": awsjson.to_aws(description),
             "Summary": summary,
-            "ManifestSummary": manifest_summary,
+            "ManifestSummary": documents["manifest_summary"],
             "Files": files,
+            "Unreadable": unreadable,
         }
 
     def _location(self, description: tr.ProjectVersionDescription, name: str) -> common.S3Object:
@@ -148,14 +171,22 @@ class Evaluations:
     def _validation_zip(self, description: tr.ProjectVersionDescription) -> Download:
         buffer = io.BytesIO()
         written = 0
+        missing: list[str] = []
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for name in VALIDATION_FILES:
                 location = FILES[name](description)
                 if location is None or not location.name:
                     continue
-                data = self.store.get_bytes(location.bucket, location.name, max_bytes=MAX_JSON_BYTES * 16)
+                try:
+                    data = self.store.get_bytes(location.bucket, location.name, max_bytes=MAX_JSON_BYTES * 16)
+                except InvalidS3Object:
+                    # A file removed from the user's bucket since training: the others still help.
+                    missing.append(f"s3://{location.bucket}/{location.name}")
+                    continue
                 archive.writestr(location.name.rsplit("/", 1)[-1], data)
                 written += 1
+        if not written and missing:
+            raise NotFound(f"The validation results cannot be read any more: {', '.join(missing)}")
         if not written:
             raise NotFound(
                 "The model version has no validation results (a manifest file error stops them being written)"

@@ -9,13 +9,17 @@ rewriting every entry that uses it). The console builds those lines here:
   new labels get new attributes; the boxes become one box attribute. Every line is checked with the
   dataset service's own parser against the image's real size before anything is sent, so a box
   outside the image or a 300-character label is refused with InvalidParameterException and nothing
-  stored changes. Under a per-dataset lock (ConsoleRepository.dataset_lock) each entry's stored
-  line must still equal its `Base`: otherwise someone saved it since the page loaded it and the
-  save is refused with ConflictException. The lock is held until the update has landed, so two tabs
-  saving the same entry are serialised and the second gets the conflict.
+  stored changes (errors the stored line already had, which labeling cannot fix, do not block it;
+  a kept label whose attribute the service flagged is written afresh). Only entries with boxes need
+  the image's size, so only their images are read. Under a per-dataset lock
+  (ConsoleRepository.dataset_lock) each entry's stored line must still equal its `Base`: otherwise
+  someone saved it since the page loaded it and the save is refused with ConflictException. The
+  lock is held until the update has landed, so two tabs saving the same entry are serialised and
+  the second gets the conflict. The labels the saved entries used before and after are declared,
+  so a label stays listed when its last image loses it.
 - labels: the list is the dataset's labels in use (ListDatasetLabels) plus those declared in the
   console and not yet assigned (kept in the console's table). Rename rewrites every entry that
-  uses the label; delete removes a declared label that no entry uses.
+  uses the label; delete removes a declared label that no entry uses (on an image or on a box).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -170,14 +175,27 @@ def _pixel_boxes(
     return out
 
 
+def _classification_meta(name: str, stamp: str) -> dict[str, Any]:
+    return {
+        "class-name": name,
+        "confidence": 1,
+        "type": manifest.CLASSIFICATION_TYPE,
+        "job-name": CONSOLE_JOB,
+        "human-annotated": "yes",
+        "creation-date": stamp,
+    }
+
+
 def edited_line(
-    base: Mapping[str, Any], edit: Edit, size: tuple[int, int, int], now: datetime
+    base: Mapping[str, Any], edit: Edit, size: tuple[int, int, int] | None, now: datetime
 ) -> dict[str, Any]:
     """The line `edit` asks for, built from the stored line `base` (see the module docstring).
 
-    `size` is the image's real (width, height, depth) as displayed.
+    `size` is the image's real (width, height, depth) as displayed; it is needed when the edit has
+    boxes. A kept image-level attribute that the dataset service flagged (cl-errors in its metadata)
+    is written afresh under the same name, so that keeping a label repairs it rather than failing.
     """
-    width, height, depth = size
+    stamp = _stamp(now)
     wanted = list(edit.labels)
     line: dict[str, Any] = {manifest.SOURCE_REF: edit.source_ref}
     kept: set[str] = set()
@@ -195,6 +213,10 @@ def edited_line(
             name = meta.get("class-name") if isinstance(meta, dict) else None
             if name in wanted and name not in kept:
                 kept.add(name)
+                if manifest.CL_ERRORS in meta or type(value) is not int:
+                    line[key] = 0
+                    line[key + manifest.META_SUFFIX] = _classification_meta(name, stamp)
+                    continue
                 line[key] = value
                 # Saved from the editor = reviewed by a person.
                 line[key + manifest.META_SUFFIX] = {
@@ -208,7 +230,6 @@ def edited_line(
             # A label attribute of a type the service does not train on: left untouched.
             line[key] = value
             line[key + manifest.META_SUFFIX] = meta
-    stamp = _stamp(now)
     taken = set(base)
     for name in wanted:
         if name in kept:
@@ -216,15 +237,11 @@ def edited_line(
         attribute = _free(LABEL_ATTRIBUTE, taken)
         taken.add(attribute)
         line[attribute] = 0
-        line[attribute + manifest.META_SUFFIX] = {
-            "class-name": name,
-            "confidence": 1,
-            "type": manifest.CLASSIFICATION_TYPE,
-            "job-name": CONSOLE_JOB,
-            "human-annotated": "yes",
-            "creation-date": stamp,
-        }
+        line[attribute + manifest.META_SUFFIX] = _classification_meta(name, stamp)
     if edit.boxes:
+        if size is None:
+            raise ValueError("the image size is needed to write boxes")
+        width, height, depth = size
         pixels = _pixel_boxes(edit.boxes, width, height, edit.source_ref)
         class_ids: dict[str, int] = {}
         for label, *_ in pixels:
@@ -250,15 +267,28 @@ def edited_line(
     return line
 
 
-def check_line(text: str, width: int, height: int) -> None:
-    """Refuses a line that the dataset service would store with an error (its own parser decides)."""
+def _parsed(text: str, size: tuple[int, int] | None) -> manifest.ParsedLine:
     parsed = manifest.parse_line(text)
-    if parsed.entry is not None:
-        parsed = manifest.apply_image(parsed, width, height, None)
+    if parsed.entry is not None and size is not None:
+        parsed = manifest.apply_image(parsed, size[0], size[1], None)
+    return parsed
+
+
+def check_line(text: str, size: tuple[int, int] | None, base: str | None = None) -> None:
+    """Refuses a line that the dataset service would store with a new error (its own parser decides).
+
+    `size` is the image's real (width, height), when known (it is for lines with boxes). Errors the
+    stored line `base` already had (say an image the service found too small) do not block a save:
+    labeling cannot fix them, and the save does not make them worse; every other error does.
+    """
+    parsed = _parsed(text, size)
     if parsed.entry is None:
         raise InvalidParameter(f"{parsed.dropped}: {parsed.message or 'the entry is not valid'}")
-    if parsed.errors:
-        issue = parsed.errors[0]
+    before = Counter(issue.code for issue in _parsed(base, size).errors) if base is not None else Counter()
+    for issue in parsed.errors:
+        if before[issue.code] > 0:
+            before[issue.code] -= 1
+            continue
         raise InvalidParameter(f"{parsed.source_ref}: {issue.code}: {issue.message}")
 
 
@@ -419,6 +449,8 @@ class Labeling:
         with self.repo.dataset_lock(arn):
             lines: list[str] = []
             conflicts: list[str] = []
+            # Labels stay in the dataset's list when their last image loses them (until deleted).
+            used: dict[str, None] = {}
             for edit in edits:
                 stored = self.stored_line(arn, edit.source_ref)
                 if stored is None:
@@ -426,11 +458,13 @@ class Labeling:
                 if stored != edit.base:
                     conflicts.append(edit.source_ref)
                     continue
-                width, height, depth = self.image_size(arn, edit.source_ref)
-                base = json.loads(stored)
-                text = _dumps(edited_line(base, edit, (width, height, depth), now))
-                check_line(text, width, height)
+                # Only boxes need the image's size (and reading the image for it costs a transfer).
+                size = self.image_size(arn, edit.source_ref) if edit.boxes else None
+                text = _dumps(edited_line(json.loads(stored), edit, size, now))
+                check_line(text, (size[0], size[1]) if size else None, stored)
                 lines.append(text)
+                used.update(dict.fromkeys(sorted(manifest.parse_line(stored).labels)))
+                used.update(dict.fromkeys((*edit.labels, *(box.label for box in edit.boxes))))
             if conflicts:
                 shown = ", ".join(conflicts[:3]) + (
                     f" and {len(conflicts) - 3} more" if len(conflicts) > 3 else ""
@@ -440,6 +474,7 @@ class Labeling:
                     "Nothing was saved; reload to see the current labels."
                 )
             description = self._update(arn, lines)
+            self.repo.declare_labels(arn, list(used))
             saved = {edit.source_ref: self.stored_line(arn, edit.source_ref) for edit in edits}
         return {
             "Entries": [line for line in saved.values() if line is not None],
@@ -480,10 +515,10 @@ class Labeling:
         current = {label["Name"]: label for label in self.dataset_labels(arn)}
         if name not in current:
             raise NotFound(f"The dataset has no label {name!r}")
-        if current[name]["EntryCount"]:
+        images = max(current[name]["EntryCount"], current[name]["BoundingBoxCount"])
+        if images:
             raise InUse(
-                f"The label {name!r} is assigned to {current[name]['EntryCount']} image(s); "
-                "remove it from them before deleting it"
+                f"The label {name!r} is assigned to {images} image(s); remove it from them before deleting it"
             )
         self.repo.forget_label(arn, name)
         return {"Labels": self.dataset_labels(arn)}

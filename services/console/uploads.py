@@ -5,7 +5,8 @@ The page sends `target` (AWS JSON of ImportTarget: {"DatasetArn": ...} or {"NewD
 its path relative to what the user dropped. Files are read from the parsed form one chunk at a
 time into the stream (services/cli/upload.py does the same for local folders), so memory stays
 flat. A file above the image size limit is answered ImageTooLargeException without being sent; the
-dataset service checks everything else (format, dimensions, names) and answers per file.
+dataset service checks everything else (format, dimensions, names) and answers per file. File names
+arrive with the browser's multipart escapes (%22 for '"'), which are undone first.
 """
 
 from __future__ import annotations
@@ -65,12 +66,31 @@ def parse_labels(text: Any, count: int) -> list[tuple[str, ...]]:
     return [tuple(dict.fromkeys(check_label(name) for name in names)) for names in document]
 
 
+# WHATWG multipart/form-data: browsers send a file name's '"', CR and LF as %22, %0D and %0A.
+_ESCAPES = {"%22": '"', "%0D": "\r", "%0A": "\n"}
+
+
+def file_name(sent: str) -> str:
+    """The name the user's file has: the browser's multipart escapes undone (CR and LF come back as
+    control characters, which the dataset service refuses as it refuses them from any client)."""
+    out, index = [], 0
+    while index < len(sent):
+        escape = sent[index : index + 3].upper()
+        if escape in _ESCAPES:
+            out.append(_ESCAPES[escape])
+            index += 3
+        else:
+            out.append(sent[index])
+            index += 1
+    return "".join(out)
+
+
 def _messages(target: ds.ImportTarget, uploads: Sequence[Upload]) -> Iterator[ds.UploadImagesRequest]:
     yield ds.UploadImagesRequest(header=ds.UploadImagesHeader(target=target))
     for upload in uploads:
         yield ds.UploadImagesRequest(
             image=ds.UploadImageHeader(
-                file_name=upload.file_name, labels=upload.labels, size_bytes=upload.size
+                file_name=file_name(upload.file_name), labels=upload.labels, size_bytes=upload.size
             )
         )
         upload.file.seek(0)
@@ -83,18 +103,20 @@ def upload(backends: Backends, target: ds.ImportTarget, uploads: Sequence[Upload
     file's outcome in request order (the ones refused here included)."""
     if not uploads:
         raise InvalidParameter("Choose at least one image to upload")
+    if target.WhichOneof("target") is None:
+        raise InvalidParameter("target must name DatasetArn or NewDataset")
     refused: dict[int, ds.UploadedImage] = {}
     sent: list[Upload] = []
     for index, item in enumerate(uploads):
         if item.size > MAX_IMAGE_BYTES:
             refused[index] = ds.UploadedImage(
-                file_name=item.file_name,
+                file_name=file_name(item.file_name),
                 error_code="ImageTooLargeException",
                 error_message=f"The file is {item.size / 1048576:.1f} MB; images can be at most 15 MB",
             )
         elif item.size == 0:
             refused[index] = ds.UploadedImage(
-                file_name=item.file_name,
+                file_name=file_name(item.file_name),
                 error_code="InvalidImageFormatException",
                 error_message="The file is empty",
             )

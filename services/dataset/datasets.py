@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
 from typing import Any, Protocol
 
 from services.common import arn as arns
@@ -338,8 +337,16 @@ class DatasetService:
         lines: list[str] = []
         seen: set[str] = set()
         for f in files:
-            name = PurePosixPath(f.file_name.replace("\\", "/")).name
-            if not name or name in (".", "..") or any(ord(c) < 32 for c in name) or len(name) > 255:
+            # The relative path without "." / ".." / empty segments: files of different sub-folders
+            # ("cats/1.jpg", "dogs/1.jpg") keep apart, and no name climbs out of the upload's prefix.
+            segments = [s for s in f.file_name.replace("\\", "/").split("/") if s not in ("", ".", "..")]
+            name = "/".join(segments)
+            if (
+                not segments
+                or any(ord(c) < 32 for c in name)
+                or any(len(s) > 255 for s in segments)
+                or len(name) > 1024
+            ):
                 outcomes.append(
                     UploadOutcome(
                         f.file_name,

@@ -17,29 +17,15 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from scripts.console_stack import RunningConsoleStack, console_on
+from scripts.console_stack import CHROMIUM_FLAGS, ConsoleClient, RunningConsoleStack, console_on
 from scripts.inprocess import LocalServices, training_worker
 from services.console.config import DEFAULT_STATIC_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "build" / "screenshots"
-CHROMIUM_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--disable-extensions",
-]
 TIMEOUT_MS = 30_000
 
 
@@ -113,44 +99,12 @@ def shoot() -> Callable[[Page, str], Path]:
     return take
 
 
-class ApiClient:
-    """The console's HTTP API with a session of its own, for setting up data and for security tests."""
-
-    def __init__(self, console: RunningConsoleStack) -> None:
-        self.console = console
-        self.http = httpx.Client(base_url=console.url, follow_redirects=False, timeout=60)
-        form = self.http.get("/signin")
-        nonce = self.http.cookies.get("cl_signin")
-        response = self.http.post(
-            "/signin",
-            data={
-                "access_key_id": console.access_key_id,
-                "secret_access_key": console.secret_access_key,
-                "csrf": nonce or "",
-                "next": "/",
-            },
-        )
-        assert form.status_code == 200 and response.status_code == 303, response.text
-        self.csrf = self.http.get("/api/session").json()["CsrfToken"]
-
-    def op(self, name: str, body: dict | None = None, *, csrf: bool = True) -> httpx.Response:
-        """POST /api/op/<name>."""
-        headers = {"X-CSRF-Token": self.csrf} if csrf else {}
-        return self.http.post(f"/api/op/{name}", json=body or {}, headers=headers)
-
-    def ok(self, name: str, body: dict | None = None) -> dict:
-        """POST /api/op/<name>, asserting success; the JSON answer."""
-        response = self.op(name, body)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def close(self) -> None:
-        self.http.close()
+ApiClient = ConsoleClient
 
 
 @pytest.fixture(scope="module")
-def api(console: RunningConsoleStack) -> Iterator[ApiClient]:
+def api(console: RunningConsoleStack) -> Iterator[ConsoleClient]:
     """A signed-in HTTP client of the console."""
-    client = ApiClient(console)
+    client = ConsoleClient(console)
     yield client
     client.close()

@@ -192,6 +192,22 @@ def test_upload_images_streams_files_into_a_dataset(stack):
     assert desc.dataset_stats.total_entries == 6 and desc.dataset_stats.labeled_entries == 5
 
 
+def test_uploaded_files_of_different_folders_may_share_a_name(stack):
+    project = new_project(stack)
+    files = [("cats/1.jpg", ["cat"], jpeg(seed=3800)), ("dogs/1.jpg", ["dog"], jpeg(seed=3801))]
+    files += [("dogs/1.jpg", ["dog"], jpeg(seed=3802))]
+    response = _upload(
+        stack,
+        ds.ImportTarget(new_dataset=ds.NewDataset(project_arn=project, dataset_type=ds.DATASET_TYPE_TRAIN)),
+        files,
+    )
+    first, second, again = response.images
+    assert first.source_ref.endswith("/cats/1.jpg") and second.source_ref.endswith("/dogs/1.jpg")
+    assert again.error_code == "InvalidParameterException" and "twice" in again.error_message
+    assert wait(stack, response.dataset_arn).status == ds.DATASET_STATUS_CREATE_COMPLETE
+    assert labels(stack, response.dataset_arn) == {"cat": (1, 0), "dog": (1, 0)}
+
+
 def test_upload_images_without_a_header_is_refused(stack):
     expect_error(
         lambda: stack.dataset.UploadImages(iter([ds.UploadImagesRequest(chunk=b"x")])),

@@ -22,6 +22,7 @@ import {
   formatTime,
   useFlash,
 } from "../ui/components";
+import { DatasetCounts } from "../dataset/DatasetStatus";
 import { DeleteProjectDialog } from "./DeleteProjectDialog";
 
 export function ProjectPage() {
@@ -143,26 +144,7 @@ function DatasetCard({ projectBase, type, dataset }: { projectBase: string; type
         <StatusBadge status={d?.Status ?? dataset.Status} />
       </div>
       {d?.StatusMessage && <p className="status-message">{d.StatusMessage}</p>}
-      {stats && (
-        <dl className="stats">
-          <div>
-            <dt>Images</dt>
-            <dd data-testid="total-entries">{stats.TotalEntries}</dd>
-          </div>
-          <div>
-            <dt>Labeled</dt>
-            <dd>{stats.LabeledEntries}</dd>
-          </div>
-          <div>
-            <dt>Labels</dt>
-            <dd>{stats.TotalLabels}</dd>
-          </div>
-          <div>
-            <dt>With errors</dt>
-            <dd>{stats.ErrorEntries}</dd>
-          </div>
-        </dl>
-      )}
+      {stats && <DatasetCounts stats={stats} />}
       {d?.ModelType && <p className="muted">Labels imply: {d.ModelType.replaceAll("_", " ").toLowerCase()}</p>}
       <div className="card-actions">
         <Link className="btn btn-normal" to={path}>

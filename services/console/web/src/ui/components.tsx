@@ -127,14 +127,20 @@ export function Modal({
 }) {
   const titleId = useId();
   const ref = useRef<HTMLDivElement>(null);
+  // The latest onClose, so a parent re-rendering with a new arrow function (a poll) neither re-adds the
+  // listener nor moves the focus back to the first control while the user types.
+  const close = useRef(onClose);
+  close.current = onClose;
   useEffect(() => {
     const onKey = (event: KeyboardEvent) => {
-      if (event.key === "Escape") onClose();
+      if (event.key === "Escape") close.current();
     };
     document.addEventListener("keydown", onKey);
-    ref.current?.querySelector<HTMLElement>("input, select, textarea, button")?.focus();
+    ref.current
+      ?.querySelector<HTMLElement>(".modal-body input, .modal-body select, .modal-body textarea, .modal-footer button")
+      ?.focus();
     return () => document.removeEventListener("keydown", onKey);
-  }, [onClose]);
+  }, []);
   return (
     <div className="modal-backdrop" onMouseDown={(event) => event.target === event.currentTarget && onClose()}>
       <div className={wide ? "modal modal-wide" : "modal"} role="dialog" aria-modal="true" aria-labelledby={titleId} ref={ref}>
