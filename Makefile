@@ -66,9 +66,10 @@ lint: install ## ruff lint + format check, TypeScript check of the console
 	$(VENV)/bin/ruff format --check services scripts tests bench
 	cd $(WEB) && npm run --silent typecheck
 
-screenshots: ## Copy the README's console screenshots from the last test run (build/screenshots) to docs/screenshots
+screenshots: install ## The README's console screenshots: the last test run's (build/screenshots) as JPEGs in docs/screenshots
 	mkdir -p docs/screenshots
-	cp build/screenshots/workflow-*.png docs/screenshots/
+	$(PY) -c 'import pathlib; from PIL import Image; [Image.open(p).convert("RGB").save(pathlib.Path("docs/screenshots") / (p.stem + ".jpg"), quality=80, optimize=True) for p in sorted(pathlib.Path("build/screenshots").glob("workflow-*.png"))]'
+
 
 bench: install ## Run the benchmarks; tables go to bench/results/
 	$(PY) -m bench.run

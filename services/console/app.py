@@ -624,6 +624,10 @@ def build_server(config: ConsoleConfig, deps: Deps) -> RunningConsole:
     host, _, port = config.listen_addr.rpartition(":")
     sock = socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: uvicorn writes a response's head and body separately, and with
+    # Nagle on, every keep-alive request after the first waited ~40 ms for the client's delayed ACK
+    # (measured: 44 ms → 1 ms per request, which is most of a gallery page's 50 thumbnails).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host.strip("[]"), int(port)))
     sock.listen(128)
     sock.set_inheritable(True)

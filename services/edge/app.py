@@ -141,6 +141,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "customlabels-edge"
+    # TCP_NODELAY: the head and the body of a reply are two writes; with Nagle on, every keep-alive
+    # request after the first waited ~40 ms for the client's delayed ACK (boto3 DescribeProjects: 48 → 5.6 ms).
+    disable_nagle_algorithm = True
     server: _HttpServer
 
     def setup(self) -> None:
