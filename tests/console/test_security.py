@@ -3,6 +3,7 @@ no CSRF token is refused with AWS's exception name, and nothing changes or leaks
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -267,3 +268,22 @@ def test_sign_in_in_the_browser(page: Page, console: RunningConsoleStack, shoot:
     page.wait_for_selector("[data-testid=error]")
     page.click("[data-testid=sign-out]")
     page.wait_for_url("**/signin")
+
+
+def test_a_30_mb_file_sent_around_the_page_is_refused_by_the_server(api: ApiClient, unique: str) -> None:
+    project = api.ok("CreateProject", {"ProjectName": f"big-{unique}"})["ProjectArn"]
+    huge = b"\xff\xd8\xff\xe0" + bytes(30 * 1024 * 1024)
+    response = api.http.post(
+        "/api/upload",
+        headers={"X-CSRF-Token": api.csrf},
+        data={"target": json.dumps({"NewDataset": {"ProjectArn": project, "DatasetType": "TRAIN"}})},
+        files={"files": ("huge.jpg", huge, "image/jpeg")},
+    )
+    assert response.status_code == 200, response.text
+    (outcome,) = response.json()["Images"]
+    assert outcome["ErrorCode"] == "ImageTooLargeException" and "SourceRef" not in outcome
+    # Nothing was sent on: no dataset was made for it.
+    assert (
+        api.ok("DescribeProjects", {"ProjectNames": [f"big-{unique}"]})["ProjectDescriptions"][0]["Datasets"]
+        == []
+    )
