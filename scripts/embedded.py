@@ -731,6 +731,8 @@ WEED_PORT_FLAGS: dict[str, str] = {
     "iceberg": "-s3.port.iceberg",
     "lance": "-s3.port.lance",
 }
+# Volumes one `weed mini` may create (see SeaweedS3.command).
+WEED_MAX_VOLUMES = 4000
 # weed mini's built-in worker dials the admin server at admin port + 10000 whatever -admin.port.grpc
 # says, so the admin gRPC port is put exactly there.
 _WEED_GRPC_OFFSET = 10000
@@ -786,6 +788,12 @@ class SeaweedS3(ManagedProcess):
             "-master.telemetry=false",
             # The volume server otherwise waits a second before it stops; nothing needs that pause here.
             "-volume.preStopSeconds=0",
+            # Every bucket is a SeaweedFS collection with volumes of its own, and weed mini otherwise caps
+            # the volume count at free disk / volume size (77 on a disk with 78 GB free, fewer on a
+            # smaller one): a test session or an installation with more buckets than that got HTTP 500
+            # "no free volumes left" on every write. Volume files grow as data arrives (a fresh one
+            # holds a few KB), so a high cap costs nothing until the data is there.
+            f"-volume.max={WEED_MAX_VOLUMES}",
         ]
         argv += [f"{flag}={self.ports[key]}" for key, flag in WEED_PORT_FLAGS.items()]
         return argv

@@ -9,9 +9,11 @@ expires. Settings: CUSTOMLABELS_TRAINING_JOB_LEASE_S (default 60), CUSTOMLABELS_
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 
 from services.common import db, logs
 from services.common.config import Config
@@ -20,6 +22,8 @@ from services.common.storage import ObjectStore
 from services.training import app
 from services.training.pipeline import Trainer, TrainingSettings
 from services.training.repository import VersionRepository
+
+log = logging.getLogger("customlabels.training.worker")
 
 
 def build_runner(
@@ -48,17 +52,40 @@ def build_runner(
     return JobRunner(repo.jobs, trainer.handle, trainer.give_up, settings, name="training-worker")
 
 
+def until_ready(
+    what: str, attempt: Callable[[], object], stop: threading.Event, *, cap_s: float = 5.0
+) -> bool:
+    """Calls `attempt` until it returns without raising (backing off up to `cap_s`); False if `stop` came first.
+
+    A worker has no health endpoint for its supervisor to watch while it starts, so a store or a
+    database that is down (restarting, not yet scheduled in Kubernetes) must not end it: it waits, says
+    what for in its log, and goes on once the part answers."""
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            attempt()
+            return True
+        except Exception as exc:  # any failure to reach the part: the next try tells
+            log.warning("waiting for %s: %s", what, exc)
+        stop.wait(delay)
+        delay = min(cap_s, delay * 2)
+    return False
+
+
 def main() -> None:
-    """Runs jobs until SIGTERM/SIGINT."""
+    """Runs jobs until SIGTERM/SIGINT; waits for Postgres and S3 first, however long they take."""
     config = Config.from_env("training")
     logs.setup("training-worker", config.log_level)
-    db.migrate(config.database_url, app.SCHEMA, app.MIGRATIONS)
-    pool = db.create_pool(config.database_url, app.SCHEMA, 1, 4)
-    store = ObjectStore(config.s3_endpoint, config.s3_access_key, config.s3_secret_key, config.s3_region)
-    runner = build_runner(config, store, pool)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if not until_ready("Postgres", lambda: db.migrate(config.database_url, app.SCHEMA, app.MIGRATIONS), stop):
+        return
+    store = ObjectStore(config.s3_endpoint, config.s3_access_key, config.s3_secret_key, config.s3_region)
+    if not until_ready("S3", lambda: store.ensure_bucket(config.models_bucket), stop):
+        return
+    pool = db.create_pool(config.database_url, app.SCHEMA, 1, 4)
+    runner = build_runner(config, store, pool)
     runner.start()
     stop.wait()
     runner.stop(timeout=config.shutdown_grace_s)

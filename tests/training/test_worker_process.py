@@ -1,16 +1,20 @@
 """Training workers as real processes: a worker killed with -9 mid-training leaves a job that another
 claims once the lease expires; the maximum training time ends a runaway job; external manifests
-with AutoCreate train too."""
+with AutoCreate train too; a worker started while S3 is down waits for it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 from customlabels.common.v1 import types_pb2 as common
@@ -18,6 +22,7 @@ from customlabels.dataset.v1 import dataset_service_pb2 as ds
 from customlabels.training.v1 import training_service_pb2 as tr
 
 from scripts import samples
+from scripts.embedded import free_port
 from tests.dataset.util import new_project, put
 from tests.training.test_worker import dataset_from_samples, settle
 
@@ -156,3 +161,80 @@ def test_external_manifests_with_auto_create_train(stack, database_url, tmp_path
         assert stats["testing"]["valid_json_lines"] >= 3
     finally:
         stop(worker)
+
+
+class _LateProxy:
+    """A TCP port that refuses connections until `open()`, then forwards each one to `target`."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+
+    def open(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+
+
+def test_a_worker_started_before_s3_waits_for_it_then_goes_on(stack, database_url, tmp_path):
+    """The stack (and Kubernetes) may start the worker while the store is down or restarting: it must
+    wait and say so, not exit (a dead worker left `make up` with no one to train)."""
+    endpoint = urlsplit(stack.env["CUSTOMLABELS_S3_ENDPOINT"])
+    proxy = _LateProxy((endpoint.hostname, endpoint.port))
+    bucket = f"models-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "late.log"
+    worker = start_worker(
+        stack,
+        database_url,
+        log,
+        CUSTOMLABELS_S3_ENDPOINT=f"http://127.0.0.1:{proxy.port}",
+        CUSTOMLABELS_MODELS_BUCKET=bucket,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "waiting for S3" not in log.read_text(errors="replace"):
+            assert worker.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.2)
+        assert not stack.store.client.bucket_exists(bucket)
+        proxy.open()
+        # Once the store answers, the worker makes its models bucket and starts taking jobs.
+        deadline = time.monotonic() + 60
+        while not stack.store.client.bucket_exists(bucket):
+            assert worker.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert worker.poll() is None, log.read_text(errors="replace")
+        worker.terminate()
+        assert worker.wait(30) == 0, log.read_text(errors="replace")
+    finally:
+        stop(worker)
+        proxy.close()
