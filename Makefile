@@ -11,13 +11,14 @@ WEB := services/console/web
 WEB_SOURCES := $(shell find $(WEB)/src -type f 2>/dev/null) $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json
 WEB_MODULES := $(WEB)/node_modules/.package-lock.json
 WEB_BUILD := $(WEB)/dist/index.html
+K8S_TOOLS := tools/k8s/node_modules/.package-lock.json
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install protos up down status demo test lint bench screenshots clean
+.PHONY: help install protos up down status demo test lint k8s-check bench screenshots clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,13 +59,21 @@ status: install ## Report each part of the embedded stack
 demo: up ## Set up, start the stack and run the workflow through the CLI
 	$(PY) -m scripts.demo --data-dir $(DATA_DIR)
 
-test: install ## Set up and run the whole test suite against real Postgres, S3, Triton and gRPC
+test: install $(K8S_TOOLS) ## Set up and run the whole test suite against real Postgres, S3, Triton and gRPC
 	$(PY) -m pytest -q
 
 lint: install ## ruff lint + format check, TypeScript check of the console
 	$(VENV)/bin/ruff check services scripts tests bench
 	$(VENV)/bin/ruff format --check services scripts tests bench
 	cd $(WEB) && npm run --silent typecheck
+
+# kubectl (built-in kustomize) and the CRD models, exactly as tools/k8s/package-lock.json pins them.
+$(K8S_TOOLS): tools/k8s/package.json tools/k8s/package-lock.json
+	cd tools/k8s && npm ci --no-audit --no-fund --loglevel=error
+	touch $(K8S_TOOLS)
+
+k8s-check: install $(K8S_TOOLS) ## Render every k8s overlay + component, validate all objects (K8s 1.35, CRDs) and compose
+	$(PY) scripts/k8s_check.py
 
 screenshots: install ## The README's console screenshots: the last test run's (build/screenshots) as JPEGs in docs/screenshots
 	mkdir -p docs/screenshots
@@ -75,4 +84,4 @@ bench: install ## Run the benchmarks; tables go to bench/results/
 	$(PY) -m bench.run
 
 clean: down ## Stop the stack and remove the venv, generated code, the console build and stack data
-	rm -rf $(VENV) gen $(DATA_DIR) $(WEB)/node_modules $(WEB)/dist
+	rm -rf $(VENV) gen $(DATA_DIR) $(WEB)/node_modules $(WEB)/dist tools/k8s/node_modules build/k8s-tools build/k8s-check

@@ -99,9 +99,10 @@ CONSOLE = ServiceSpec("console", "services.console", 8081)
 HTTP_PARTS = (EDGE, CONSOLE)
 
 # Extra environment per process. Large CPU batches in training are dominated by glibc allocation
-# below these thresholds (measured in issue 4), and they must be set before the process starts.
+# below these thresholds (measured in issue 4), and they must be set before the process starts
+# (the values of services/training/models/runtime.py MALLOC_ENV, which the images set too).
 PROCESS_ENV = {
-    "training-worker": {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824"},
+    "training-worker": {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296"},
 }
 
 INFRA = ("postgres", "s3", "triton")

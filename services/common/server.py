@@ -2,7 +2,13 @@
 
 `create_server` builds a sync gRPC server with our interceptors, health and reflection, bound to
 a port (0 in tests); `serve` runs it until SIGTERM/SIGINT and shuts down gracefully: health goes
-NOT_SERVING first so load balancers stop sending, then in-flight calls get `grace` seconds.
+NOT_SERVING first so load balancers stop sending, then the server takes no new call and in-flight
+calls get `grace` seconds (CUSTOMLABELS_SHUTDOWN_GRACE_S).
+
+Clients balance calls over every replica themselves (services/common/clients.py: round_robin over
+the addresses a headless Service's DNS name resolves to). A client re-resolves only when a connection
+ends, so the server ends each connection after MAX_CONNECTION_AGE_MS (with a grace for the calls on
+it): replicas added by scaling get their share within minutes.
 """
 
 from __future__ import annotations
@@ -26,6 +32,25 @@ log = logging.getLogger("customlabels.server")
 # Images travel in requests (DetectCustomLabels: 4 MB raw; UpdateDatasetEntries: 5 MB), so the
 # default 4 MiB gRPC cap is too small; 16 MiB leaves room for protobuf overhead.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# Connections live at most 5 minutes (gRPC adds ±10 % jitter), then get a GOAWAY; calls on them have
+# 60 s more to finish (longer than any deadline of ours but training uploads').
+MAX_CONNECTION_AGE_MS = 5 * 60 * 1000
+MAX_CONNECTION_AGE_GRACE_MS = 60 * 1000
+# Client keepalive pings (clients.py) come at most every 30 s; the server accepts them, even without
+# calls in flight, instead of answering "too many pings" with a GOAWAY.
+MIN_PING_INTERVAL_MS = 30 * 1000
+SERVER_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+    ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+    ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
+    ("grpc.keepalive_time_ms", 60 * 1000),
+    ("grpc.keepalive_timeout_ms", 20 * 1000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", MIN_PING_INTERVAL_MS),
+    ("grpc.http2.max_ping_strikes", 0),
+]
 
 
 @dataclass
@@ -47,14 +72,28 @@ class RunningServer:
             self.health.set(name, status)
 
     def stop(self, grace: float) -> None:
-        """Stops taking calls, waits up to `grace` seconds for in-flight ones, then releases resources."""
+        """Health NOT_SERVING, then stops taking calls and waits up to `grace` seconds for in-flight ones,
+        then releases resources."""
         self.set_serving(False)
+        _end_health_watches(self.health)
+        # New calls are refused from here on; clients' round_robin moves them to the other replicas.
         self.server.stop(grace).wait()
         for callback in reversed(self.on_stop):
             try:
                 callback()
             except Exception:  # noqa: BLE001 - shutdown must go on
                 log.exception("error during shutdown")
+
+
+def _end_health_watches(servicer: health.HealthServicer) -> None:
+    """Ends the health Watch streams once they have sent NOT_SERVING: as calls in flight they would
+    otherwise hold the shutdown for the whole grace. grpc_health has no public way to do it; a `None`
+    sent to a watcher's callback closes its stream."""
+    callbacks = getattr(servicer, "_send_response_callbacks", {})
+    with getattr(servicer, "_lock", threading.Lock()):
+        watchers = [callback for group in callbacks.values() for callback in group]
+    for callback in watchers:
+        callback(None)
 
 
 def create_server(
@@ -78,11 +117,7 @@ def create_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
         interceptors=[ServiceInterceptor(), *security.server_interceptors(), *interceptors],
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
-        ],
+        options=SERVER_OPTIONS,
     )
     for add in register:
         add(server)

@@ -40,7 +40,7 @@ def build_server(config: Config, deps: Deps) -> RunningServer:
     """Starts a serving server on config.listen_addr (port 0 allowed), its control loop, and marks it SERVING.
 
     The control loop's first round runs at once: after a restart it finds the versions that should run
-    and loads whatever Triton lacks."""
+    and loads whatever this replica's Triton lacks."""
     triton_repo = TritonRepository(deps.store, config.triton_bucket, config.triton_prefix, deps.settings)
     triton_repo.ensure()
     deployments = Deployments(
@@ -69,5 +69,6 @@ def main() -> None:
     training = TrainingClient(config.training_addr)
     triton = TritonClient(config.triton_grpc_addr)
     running = build_server(config, Deps(pool, store, training, triton, ServingSettings.from_env()))
-    running.on_stop += [triton.close, training.close, pool.close]
+    # Closed last (on_stop runs in reverse): the control loop and the jobs still use them while they stop.
+    running.on_stop[:0] = [triton.close, training.close, pool.close]
     serve(running, config.shutdown_grace_s)

@@ -1,7 +1,8 @@
 """Auto-scaling of a deployment between MinInferenceUnits and MaxInferenceUnits (pure functions).
 
-The control loop samples Triton's cumulative statistics of each model every few seconds; `load_between`
-turns two samples into the load of the interval and `decide` picks the instance count:
+Every replica records its own Triton's cumulative statistics of each model every few seconds; the
+leader's `load_across` turns two samples of each replica into the load of the interval, all replicas
+together, and `decide` picks the instance count (which every replica then applies to its Triton):
 - requests waited in Triton's queue longer than `scale_up_queue_ms` on average → one more instance
   (up to max and the unit quota);
 - the model got no request for `scale_down_idle_s` → back to min;
@@ -10,6 +11,7 @@ turns two samples into the load of the interval and `decide` picks the instance 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from services.serving.triton import Statistics
@@ -27,15 +29,31 @@ class Load:
 def load_between(before: Statistics, after: Statistics, seconds: float, instances: int) -> Load | None:
     """The load between two samples of a model running `instances` Triton instances; None when the
     counters went back (Triton or the model restarted)."""
-    requests = after.requests - before.requests
-    queue_ns = after.queue_ns - before.queue_ns
-    infer_ns = after.infer_ns - before.infer_ns
-    if requests < 0 or queue_ns < 0 or infer_ns < 0 or seconds <= 0:
+    return load_across([(before, after, seconds)], instances)
+
+
+def load_across(samples: Iterable[tuple[Statistics, Statistics, float]], instances: int) -> Load | None:
+    """The load of a model on several Tritons, each running `instances` instances: `samples` holds
+    (before, after, seconds between them) per Triton. A Triton whose counters went back (it or the
+    model restarted) is left out; None when none is left."""
+    requests = queue_ns = infer_ns = 0
+    capacity_s = 0.0
+    for before, after, seconds in samples:
+        delta = (
+            after.requests - before.requests,
+            after.queue_ns - before.queue_ns,
+            after.infer_ns - before.infer_ns,
+        )
+        if min(delta) < 0 or seconds <= 0:
+            continue
+        requests, queue_ns, infer_ns = requests + delta[0], queue_ns + delta[1], infer_ns + delta[2]
+        capacity_s += seconds * max(instances, 1)
+    if capacity_s == 0:
         return None
     return Load(
         requests=requests,
         queue_ms=queue_ns / requests / 1e6 if requests else 0.0,
-        busy=infer_ns / 1e9 / (seconds * max(instances, 1)),
+        busy=infer_ns / 1e9 / capacity_s,
     )
 
 

@@ -6,6 +6,7 @@ Every limit of spec/limits.md that DetectCustomLabels enforces is here, so a dep
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -46,6 +47,10 @@ class ServingSettings:
     scale_up_queue_ms: float = 10.0
     scale_down_idle_s: float = 30.0
     load_timeout_s: float = 120.0
+    # This replica's name in the replicas table (default: host name and process id; empty: that plus a
+    # random suffix, so replicas in one process differ), and how long a silent replica counts as live.
+    replica_id: str = ""
+    replica_ttl_s: float = 15.0
     infer_timeout_s: float = 30.0
     # DetectCustomLabels limits (spec/limits.md §1).
     max_image_bytes: int = 4 * 1024 * 1024
@@ -83,6 +88,9 @@ class ServingSettings:
             scale_up_queue_ms=env_number(env, "CUSTOMLABELS_SERVING_SCALE_UP_QUEUE_MS", d.scale_up_queue_ms),
             scale_down_idle_s=env_number(env, "CUSTOMLABELS_SERVING_SCALE_DOWN_IDLE_S", d.scale_down_idle_s),
             load_timeout_s=env_number(env, "CUSTOMLABELS_SERVING_LOAD_TIMEOUT_S", d.load_timeout_s, 1),
+            replica_id=env.get("CUSTOMLABELS_SERVING_REPLICA_ID", "").strip()
+            or f"{socket.gethostname()}-{os.getpid()}",
+            replica_ttl_s=env_number(env, "CUSTOMLABELS_SERVING_REPLICA_TTL_S", d.replica_ttl_s, 1),
             infer_timeout_s=env_number(env, "CUSTOMLABELS_SERVING_INFER_TIMEOUT_S", d.infer_timeout_s, 0.1),
             max_image_bytes=int(
                 env_number(env, "CUSTOMLABELS_SERVING_MAX_IMAGE_BYTES", d.max_image_bytes, 1)

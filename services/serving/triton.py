@@ -244,6 +244,14 @@ class TritonClient:
             if "UNAVAILABLE" in (exc.status() or "").upper():
                 raise TritonUnavailable(exc.message() or str(exc)) from None
 
+    def instances(self, name: str) -> int | None:
+        """The instance count of the loaded model's configuration; None when Triton does not say."""
+        try:
+            config = self._client.get_model_config(name, as_json=True, client_timeout=5.0)
+        except InferenceServerException:
+            return None
+        return sum(int(g.get("count", 0)) for g in config.get("config", {}).get("instance_group", []))
+
     def statistics(self, name: str) -> Statistics:
         """The model's cumulative counters (zeros when it is not loaded)."""
         try:

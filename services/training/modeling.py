@@ -53,6 +53,17 @@ def fit_classifier(
     config: cls.ClassifierConfig | None = None,
 ) -> FitResult:
     """Trains an image classifier; multi-label (independent sigmoids) when an image carries several labels."""
+    return classifier_result(train_classifier_model(images, targets, on_progress, time_budget_s, config))
+
+
+def train_classifier_model(
+    images: Sequence[bytes],
+    targets: Sequence[set[str]],
+    on_progress: Callable[[float], None],
+    time_budget_s: float,
+    config: cls.ClassifierConfig | None = None,
+) -> cls.TrainedModel:
+    """The trained classifier itself (what a rank of a distributed training saves for its claimer)."""
     multi = any(len(t) > 1 for t in targets)
     model = cls.train_classifier(
         list(images),
@@ -63,6 +74,11 @@ def fit_classifier(
         config=config,
     )
     log.info("classifier trained", extra={"training": model.info})
+    return model
+
+
+def classifier_result(model: cls.TrainedModel) -> FitResult:
+    """The pipeline's view of a trained classifier: also how a model trained by ranks comes back."""
 
     def predict(test: Sequence[bytes]) -> np.ndarray:
         return model.predict(list(test))

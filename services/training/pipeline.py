@@ -3,6 +3,9 @@
 A job runs from the snapshot taken at CreateProjectVersion, so it is repeatable: a worker killed
 mid-way leaves a lease that expires, and the next worker starts the job again from the start. The
 version's final status, its files and "job done" land in one transaction (VersionRepository.finish).
+A worker that is stopping sets `Trainer.stopping`: the next progress report raises JobInterrupted and
+the job goes back to the queue with its attempt given back. With a `DistributedFit` (distributed.py)
+and a world size above one, the classifier's fit runs in N rank processes or pods instead of here.
 """
 
 from __future__ import annotations
@@ -10,16 +13,17 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image, ImageOps
 
-from services.common.jobs import JobRow
+from services.common.jobs import JobInterrupted, JobRow
 from services.common.storage import ObjectStore
 from services.dataset import manifest
 from services.dataset.images import ImageIngestor
@@ -57,16 +61,29 @@ class TrainingSettings:
 class Progress:
     """Writes phase, percent and ETA to the version row (at most every `every_s` seconds)."""
 
-    def __init__(self, repo: VersionRepository, version_id: int, attempt: int, every_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        repo: VersionRepository,
+        version_id: int,
+        attempt: int,
+        every_s: float = 1.0,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self.repo = repo
         self.version_id = version_id
         self.attempt = attempt
         self.every_s = every_s
+        self.stopping = stopping
         self.started = time.monotonic()
         self._last = 0.0
 
     def update(self, phase: str, fraction: float, force: bool = False) -> None:
-        """Reports `fraction` (0–1) of `phase` done."""
+        """Reports `fraction` (0–1) of `phase` done; JobInterrupted once the worker is stopping.
+
+        Every phase reports often, so this is where a running training notices a SIGTERM: raising here
+        unwinds the fit (a training is idempotent, the next claim starts it again)."""
+        if self.stopping is not None and self.stopping.is_set():
+            raise JobInterrupted(f"version {self.version_id}")
         now = time.monotonic()
         if not force and now - self._last < self.every_s:
             return
@@ -111,6 +128,27 @@ class FitResult:
     export: Callable[[dict[str, float]], tuple[bytes, dict[str, Any]]]
 
 
+class DistributedFit(Protocol):
+    """Fits a model in several processes (distributed.py); `world_size` 1 means: fit here."""
+
+    world_size: int
+
+    def supports(self, use_case: str) -> bool:
+        """Whether the use case's model family trains under torch.distributed."""
+
+    def fit(
+        self,
+        job: JobRow,
+        prefix: str,
+        use_case: str,
+        image_keys: list[str],
+        targets: list[Any],
+        on_progress: Callable[[float], None],
+        time_budget_s: float,
+    ) -> FitResult:
+        """Trains in `world_size` ranks that read the images themselves; raises when a rank fails."""
+
+
 class Trainer:
     """Runs training and copy jobs for the worker."""
 
@@ -122,6 +160,8 @@ class Trainer:
         models_bucket: str,
         fit: Callable[..., FitResult],
         settings: TrainingSettings = TrainingSettings(),
+        distributed: DistributedFit | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.repo = repo
         self.store = store
@@ -129,6 +169,8 @@ class Trainer:
         self.models_bucket = models_bucket
         self.fit = fit
         self.settings = settings
+        self.distributed = distributed
+        self.stopping = stopping
 
     # -- jobs -------------------------------------------------------------------------------------
 
@@ -141,7 +183,7 @@ class Trainer:
             self._copy(job, owner, row)
             return
         started = time.monotonic()
-        progress = Progress(self.repo, row.id, job.attempts)
+        progress = Progress(self.repo, row.id, job.attempts, stopping=self.stopping)
         files: dict[str, str] = dict(row.files)
         try:
             values = self._train(row, job, progress, files, started)
@@ -231,13 +273,7 @@ class Trainer:
         progress.update("VALIDATING", 1.0, force=True)
 
         budget = self.settings.max_seconds - (time.monotonic() - started)
-        fitted = self.fit(
-            use_case=use_case,
-            images=[e.image for e in usable_train],
-            targets=[_targets(e, use_case) for e in usable_train],
-            on_progress=lambda fraction: progress.update("TRAINING", fraction),
-            time_budget_s=budget,
-        )
+        fitted = self._fit(row, job, use_case, usable_train, progress, budget)
         if time.monotonic() - started > self.settings.max_seconds:
             raise TrainingFailed(
                 None, f"Training exceeded the maximum training time of {self.settings.max_seconds:.0f} s."
@@ -291,6 +327,40 @@ class Trainer:
             "labels": list(fitted.labels),
             "model_type": model_type,
         }
+
+    def _fit(
+        self,
+        row: VersionRow,
+        job: JobRow,
+        use_case: str,
+        train: list[Example],
+        progress: Progress,
+        budget: float,
+    ) -> FitResult:
+        """Fits here, or across the ranks of `distributed` when its world is larger than one process."""
+        targets = [_targets(e, use_case) for e in train]
+
+        def on_progress(fraction: float) -> None:
+            progress.update("TRAINING", fraction)
+
+        world = self.distributed.world_size if self.distributed is not None else 1
+        if self.distributed is not None and world > 1:
+            if self.distributed.supports(use_case):
+                prefix = row.files.get("snapshot", f"versions/{row.id}")
+                keys = [e.image_key or "" for e in train]
+                return self.distributed.fit(job, prefix, use_case, keys, targets, on_progress, budget)
+            # The detector has no torch.distributed path: it trains here, in one process.
+            log.warning(
+                "object detection trains in one process; the world size applies to classification only",
+                extra={"project_version_arn": row.arn, "world_size": world},
+            )
+        return self.fit(
+            use_case=use_case,
+            images=[e.image for e in train],
+            targets=targets,
+            on_progress=on_progress,
+            time_budget_s=budget,
+        )
 
     def _write(self, row: VersionRow, files: dict[str, str], name: str, key: str, text: str) -> None:
         try:
