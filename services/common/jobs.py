@@ -4,7 +4,9 @@ A job is claimed with `FOR UPDATE SKIP LOCKED` under a lease that a heartbeat re
 process killed with -9 stops renewing; once the lease expires, any replica (or the restarted process)
 claims the job again and runs it from the start, so jobs must be idempotent and land their results in
 one transaction that also calls `JobQueue.finish` (which refuses if the lease was lost meanwhile). A
-job that keeps failing is handed to `on_give_up` instead of being retried forever.
+job that keeps failing is handed to `on_give_up` instead of being retried forever; between its
+attempts it waits, longer each time (`JobSettings.retry_backoff_s`), so that a dependency that is
+restarting (S3, Postgres) does not use up every attempt within a second.
 
 A process that is asked to stop (SIGTERM: a Kubernetes eviction, a node drain, a rollout) is not a
 failed attempt: its handler raises `JobInterrupted` (or `JobRunner.stop` runs out of time) and the
@@ -76,7 +78,8 @@ class JobQueue:
                 sql.SQL(
                     "UPDATE jobs SET state = 'running', lease_owner = %(owner)s, attempts = attempts + 1,"
                     " lease_until = now() + make_interval(secs => %(lease)s), updated_at = now()"
-                    " WHERE id = (SELECT id FROM jobs WHERE state = 'queued'"
+                    " WHERE id = (SELECT id FROM jobs"
+                    "   WHERE (state = 'queued' AND (lease_until IS NULL OR lease_until <= now()))"
                     "   OR (state = 'running' AND lease_until < now())"
                     "   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
                     " RETURNING id, {} AS subject_id, kind, payload, attempts"
@@ -95,18 +98,23 @@ class JobQueue:
             )
             return cur.rowcount == 1
 
-    def release(self, job_id: int, owner: str, error: str, *, give_back: bool = False) -> bool:
-        """Puts a job we hold back in the queue at once; False when it was no longer ours.
+    def release(
+        self, job_id: int, owner: str, error: str, *, give_back: bool = False, retry_in_s: float = 0.0
+    ) -> bool:
+        """Puts a job we hold back in the queue; False when it was no longer ours.
 
         A failed attempt keeps its count; with `give_back` (the worker is shutting down, the attempt
         did not fail) the claim's attempt is returned, so the next claim counts the same attempt again.
+        With `retry_in_s` no worker claims it before that many seconds (a queued job's `lease_until`
+        is the moment it may run again).
         """
         with self.pool.connection() as conn:
             cur = conn.execute(
-                "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, error = %(error)s,"
+                "UPDATE jobs SET state = 'queued', lease_owner = NULL, error = %(error)s,"
+                " lease_until = CASE WHEN %(retry)s > 0 THEN now() + make_interval(secs => %(retry)s) END,"
                 " attempts = CASE WHEN %(back)s THEN greatest(attempts - 1, 0) ELSE attempts END,"
                 " updated_at = now() WHERE id = %(id)s AND lease_owner = %(owner)s AND state = 'running'",
-                {"id": job_id, "owner": owner, "error": error, "back": give_back},
+                {"id": job_id, "owner": owner, "error": error, "back": give_back, "retry": retry_in_s},
             )
             return cur.rowcount == 1
 
@@ -133,6 +141,13 @@ class JobSettings:
     lease_s: float = 30.0
     poll_s: float = 0.5
     max_attempts: int = 3
+    # A failed attempt is retried after retry_backoff_s, doubling with each attempt: an outage of a
+    # few seconds (S3 or Postgres restarting) must not use up every attempt at once.
+    retry_backoff_s: float = 2.0
+
+    def retry_in_s(self, attempts: int) -> float:
+        """How long a job that failed its `attempts`-th attempt waits before the next one."""
+        return float(self.retry_backoff_s * 2 ** max(attempts - 1, 0))
 
 
 class Heartbeat:
@@ -307,16 +322,18 @@ class JobRunner:
             if job.attempts >= self.settings.max_attempts:
                 self._give_up(job, reason)
             else:
-                self._release_quietly(job, reason)
+                self._release_quietly(job, reason, retry_in_s=self.settings.retry_in_s(job.attempts))
         else:
             log.info("job finished", extra=extra)
         finally:
             with self._lock:
                 self._running.pop(job.id, None)
 
-    def _release_quietly(self, job: JobRow, reason: str, give_back: bool = False) -> None:
+    def _release_quietly(
+        self, job: JobRow, reason: str, give_back: bool = False, retry_in_s: float = 0.0
+    ) -> None:
         try:
-            self.repo.release(job.id, self.owner, reason, give_back=give_back)
+            self.repo.release(job.id, self.owner, reason, give_back=give_back, retry_in_s=retry_in_s)
         except Exception:  # noqa: BLE001 - the lease then expires and another worker takes the job
             log.warning("could not release a job", extra={"job_id": job.id}, exc_info=True)
 

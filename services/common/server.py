@@ -140,13 +140,31 @@ def create_server(
     return running
 
 
-def serve(running: RunningServer, grace: float) -> None:
-    """Blocks until SIGTERM or SIGINT, then stops the server gracefully."""
+# How often the main thread looks for a shutdown signal (see wait_for_shutdown_signal).
+SIGNAL_POLL_S = 0.2
+
+
+def wait_for_shutdown_signal() -> None:
+    """Blocks until SIGTERM or SIGINT arrives (call it from the main thread).
+
+    Python runs a signal's handler in the main thread, and only once that thread runs Python code
+    again; the kernel may hand the signal to any thread, and one taken by another thread does not wake
+    a main thread asleep in `Event.wait()` without a timeout. That was seen (tests/test_sigterm.py):
+    a project or training service whose RPC threads were busy never began its shutdown after SIGTERM,
+    so Kubernetes would have killed it mid-call. Waiting in short slices runs the handler within
+    SIGNAL_POLL_S.
+    """
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(SIGNAL_POLL_S):
+        pass
+
+
+def serve(running: RunningServer, grace: float) -> None:
+    """Blocks until SIGTERM or SIGINT, then stops the server gracefully."""
     log.info("serving", extra={"port": running.port, "services": list(running.service_names)})
-    stop.wait()
+    wait_for_shutdown_signal()
     log.info("shutting down", extra={"grace_s": grace})
     running.stop(grace)
     log.info("stopped")

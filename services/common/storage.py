@@ -73,6 +73,8 @@ class ObjectStore:
             st = self.client.stat_object(bucket, key, version_id=version)
         except S3Error as exc:
             raise InvalidS3Object(f"cannot access s3://{bucket}/{key}: {exc.code}") from None
+        except ValueError as exc:  # the client refuses a bucket or key it cannot address
+            raise InvalidS3Object(f"cannot access s3://{bucket}/{key}: {exc}") from None
         return ObjectInfo(bucket, key, st.size or 0, st.etag or "", st.version_id)
 
     def exists(self, bucket: str, key: str) -> bool:
@@ -97,6 +99,8 @@ class ObjectStore:
             response = self.client.get_object(bucket, key, version_id=version)
         except S3Error as exc:
             raise InvalidS3Object(f"cannot access s3://{bucket}/{key}: {exc.code}") from None
+        except ValueError as exc:  # the client refuses a bucket or key it cannot address
+            raise InvalidS3Object(f"cannot access s3://{bucket}/{key}: {exc}") from None
         try:
             length = response.headers.get("Content-Length")
             if max_bytes is not None and length is not None and int(length) > max_bytes:
@@ -118,6 +122,8 @@ class ObjectStore:
             ]
         except S3Error as exc:
             raise InvalidS3Object(f"cannot list s3://{bucket}/{prefix}: {exc.code}") from None
+        except ValueError as exc:
+            raise InvalidS3Object(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
 
     def delete(self, bucket: str, key: str) -> None:
         """Deletes bucket/key; deleting a missing object is not an error."""

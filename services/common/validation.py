@@ -10,7 +10,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 
-from services.common.errors import InvalidParameter
+from services.common.errors import InvalidParameter, InvalidS3Object
 
 NAME = re.compile(r"^[a-zA-Z0-9_.\-]+$")
 DESCRIPTION = re.compile(r"^[a-zA-Z0-9\-_. ()':,;?]+$")
@@ -42,19 +42,57 @@ def description(value: str, field: str = "VersionDescription") -> str:
     return value
 
 
+# What the S3 protocol client (minio) refuses before sending a request: valid for the API's shapes, but
+# no S3 server can hold such a bucket or address such a key, so they cannot be accessed.
+_ADDRESSABLE_BUCKET = re.compile(r"^[a-z0-9][a-z0-9_.\-:]{1,61}[a-z0-9]$", re.IGNORECASE)
+_IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+
+
+def addressable_bucket(value: str) -> bool:
+    """Whether an S3 client can address a bucket of this name (3–63 characters, no '..', '.-' or '-.',
+    no IP address, none of the reserved suffixes)."""
+    return bool(
+        _ADDRESSABLE_BUCKET.match(value)
+        and not _IPV4.match(value)
+        and not any(pair in value for pair in ("..", ".-", "-."))
+        and not value.endswith(("-s3alias", "--ol-s3"))
+    )
+
+
 def bucket(value: str, field: str) -> str:
-    """Checks an S3 bucket name field (3..255, [0-9A-Za-z.-_])."""
+    """Checks an S3 bucket name field (3..255, [0-9A-Za-z.-_]); InvalidS3ObjectException for a name
+    of that shape that no S3 bucket can have (longer than 63, '..', an IP address …)."""
     if not 3 <= len(value) <= 255 or not BUCKET.match(value):
         raise InvalidParameter(f"{field} must be 3 to 255 characters of [0-9A-Za-z.-_]")
+    if not addressable_bucket(value):
+        raise InvalidS3Object(f"{field}: no S3 bucket can be named {value[:80]!r}; it cannot be accessed")
+    return value
+
+
+def no_nul(value: str, field: str) -> str:
+    """Refuses a NUL character (U+0000): no name, key or label of ours holds one, and PostgreSQL text
+    cannot store or compare one (the query would fail instead of answering)."""
+    if "\x00" in value:
+        raise InvalidParameter(f"{field} must not contain NUL (U+0000) characters")
     return value
 
 
 def object_key(value: str, field: str, max_len: int = 1024, allow_empty: bool = False) -> str:
-    """Checks an S3 object key or key prefix (length only, as the service model says)."""
+    """Checks an S3 object key or key prefix: length as the service model says, no NUL, nothing the S3
+    client refuses to address (a key: InvalidS3ObjectException; a prefix: InvalidParameterException)."""
     if not value and not allow_empty:
         raise InvalidParameter(f"{field} is required")
     if len(value) > max_len:
         raise InvalidParameter(f"{field} must be at most {max_len} characters long")
+    no_nul(value, field)
+    segments = value.split("/")
+    if "." in segments or ".." in segments or (value and not value.strip()):
+        # S3 allows these keys, the S3 protocol client does not send them (they would be path tricks).
+        if allow_empty:
+            raise InvalidParameter(f"{field} must not hold '.' or '..' segments or only spaces")
+        raise InvalidS3Object(
+            f"{field}: an object key with '.' or '..' segments or only spaces cannot be read"
+        )
     return value
 
 

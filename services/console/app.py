@@ -25,7 +25,6 @@ import json
 import logging
 import re
 import secrets
-import signal
 import socket
 import threading
 import time
@@ -57,6 +56,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import db, errors, logs
 from services.common.auth import GrpcSecurity
+from services.common.server import wait_for_shutdown_signal
 from services.common.storage import ObjectStore
 from services.console.backends import Backends
 from services.console.config import ConsoleConfig
@@ -682,11 +682,8 @@ def main() -> None:
     running = build_server(config, Deps(pool, store, backends))
     if not (config.static_dir / "index.html").is_file():
         log.warning("the web application is not built", extra={"static_dir": str(config.static_dir)})
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     log.info("serving", extra={"port": running.port})
-    stop.wait()
+    wait_for_shutdown_signal()
     log.info("shutting down", extra={"grace_s": config.shutdown_grace_s})
     running.stop(config.shutdown_grace_s)
     backends.close()

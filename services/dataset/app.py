@@ -67,6 +67,7 @@ def build_server(config: Config, deps: Deps) -> RunningServer:
     )
     runner = JobRunner(repo.jobs, service.handle, service.give_up, deps.jobs, name="dataset")
     service.wake = runner.wake
+    service.stopping = runner.stopping
     servicer = DatasetServicer(service)
     running = create_server(
         config.listen_addr,
@@ -75,7 +76,8 @@ def build_server(config: Config, deps: Deps) -> RunningServer:
         workers=config.grpc_workers,
     )
     runner.start()
-    running.on_stop.append(runner.stop)
+    # Jobs get the shutdown grace, then are handed back with their attempt (services/common/jobs.py).
+    running.on_stop.append(lambda: runner.stop(config.shutdown_grace_s))
     running.set_serving(True)
     return running
 

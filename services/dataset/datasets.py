@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,7 +30,7 @@ from services.common.errors import (
     NotReady,
     ServiceError,
 )
-from services.common.jobs import JobRow
+from services.common.jobs import JobInterrupted, JobRow
 from services.common.pagination import Page, PageTokens, keyset_page
 from services.common.storage import ObjectStore
 from services.dataset import images, importers, manifest, thumbnails
@@ -149,6 +150,9 @@ class DatasetService:
         self.limits = limits
         self.clock = clock
         self.wake: Callable[[], None] = lambda: None
+        # The job runner's `stopping` (app.py): an import checks it between images and hands its job
+        # back (JobInterrupted) instead of holding the shutdown until it finishes.
+        self.stopping = threading.Event()
         self.image_reader = ImageReader(store, images_bucket, ingestor.limits)
 
     # -- lookups ----------------------------------------------------------------------------------
@@ -264,7 +268,10 @@ class DatasetService:
                 f"Changes.GroundTruth is {len(ground_truth)} bytes; the limit is {self.limits.max_update_bytes}"
             )
         row = self.get(dataset_arn)
-        text = ground_truth.decode("utf-8", errors="replace")
+        # The lines travel in the job's jsonb payload, which cannot hold U+0000. A raw NUL byte makes its
+        # line invalid JSON (RFC 8259 allows no unescaped control character); U+0001 keeps it exactly as
+        # invalid, so that line alone is dropped as ERROR_INVALID_JSON_LINE.
+        text = ground_truth.decode("utf-8", errors="replace").replace("\x00", "\x01")
         self._begin_update([row], ("lines", {"lines": text}))
 
     def import_s3_folder(
@@ -368,6 +375,7 @@ class DatasetService:
                 for label in f.labels:
                     if not 1 <= len(label) <= 255:
                         raise InvalidParameter("labels must be 1 to 255 characters long")
+                    validation.no_nul(label, "labels")
                 images.check_for_inference(f.data, self.ingestor.limits)
             except ServiceError as exc:
                 outcomes.append(
@@ -434,12 +442,15 @@ class DatasetService:
         for label in flt.contains_labels:
             if not 1 <= len(label) <= 255:
                 raise InvalidParameter("each ContainsLabels label must be 1 to 255 characters long")
+            validation.no_nul(label, "ContainsLabels")
         if flt.source_ref_contains is not None and (
             not 1 <= len(flt.source_ref_contains) <= 2048 or not flt.source_ref_contains.strip()
         ):
             raise InvalidParameter(
                 "SourceRefContains must be 1 to 2048 characters with a non-space character"
             )
+        if flt.source_ref_contains is not None:
+            validation.no_nul(flt.source_ref_contains, "SourceRefContains")
         row = self._readable(dataset_arn)
         filters = {
             "arn": dataset_arn,
@@ -504,6 +515,7 @@ class DatasetService:
         if by_entry:
             if not dataset_arn or not source_ref:
                 raise InvalidParameter("DatasetArn and SourceRef must be given together")
+            validation.no_nul(source_ref, "SourceRef")
             row = self._readable(dataset_arn)
             entry = self.repo.entry(row.id, source_ref)
             if entry is None:
@@ -693,6 +705,8 @@ class DatasetService:
             parsed[line.source_ref] = line
         refs = [(p.bucket, p.key) for p in parsed.values()]
         for p, (_, result) in zip(parsed.values(), self.ingestor.ingest_many(refs), strict=True):
+            if self.stopping.is_set():
+                raise JobInterrupted("the dataset service is stopping; the import starts again elsewhere")
             info = result.info
             # The entry keeps AWS's fixed text for the code, then says what exactly is wrong.
             error = None

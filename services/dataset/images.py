@@ -545,6 +545,10 @@ class ImageIngestor:
             return _rejected(Problem.FILE_TOO_LARGE, exc.message)
         except InvalidS3Object as exc:  # "cannot access s3://b/k: NoSuchKey"
             return _rejected(Problem.UNREADABLE, f"the image cannot be read: {exc.message}")
+        except (
+            ValueError
+        ) as exc:  # the S3 client refuses the name itself (parse_source_ref lets none through)
+            return _rejected(Problem.UNREADABLE, f"the image cannot be read: {exc}")
         return self._ingest_data(data, dimension_code, f"s3://{bucket}/{key}: ")
 
     def ingest_bytes(self, data: bytes, *, dimension_code: str = ERROR_INVALID_IMAGE) -> IngestResult:

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from services.common import validation
+
 __all__ = [
     "CLASSIFICATION_TYPE",
     "DEFAULT_LIMITS",
@@ -315,6 +317,9 @@ _TIMESTAMP = re.compile(
     r"(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)?\Z"
 )
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# JSON can spell U+0000 only as this escape (raw control characters are not JSON), and PostgreSQL text
+# cannot hold it: a line without it in its text needs no NUL check.
+_NUL_ESCAPE = "\\u0000"
 _STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BRACKET = re.compile(r"[\[\]{}]")
 
@@ -362,6 +367,18 @@ def _confidence_ok(value: Any) -> bool:
     return _is_number(value) and 0 <= value <= 1
 
 
+def _holds_nul(value: Any) -> bool:
+    """Whether a NUL (U+0000) sits in any string of `value`, keys included, at any depth."""
+    kind = type(value)
+    if kind is str:
+        return "\x00" in value
+    if kind is dict:
+        return any("\x00" in k or _holds_nul(v) for k, v in value.items())
+    if kind is list:
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
 def _timestamp_ok(value: Any) -> bool:
     return type(value) is str and _TIMESTAMP.match(value) is not None
 
@@ -380,7 +397,8 @@ def parse_source_ref(value: str, limits: ManifestLimits = DEFAULT_LIMITS) -> tup
     """Splits `s3://bucket/key` into (bucket, key); None when it is not a usable S3 URI.
 
     Beyond the URI shape, keys that could escape or alias a path when the service maps S3 to files are
-    refused: a leading '/', empty, '.' or '..' segments, a trailing '/', backslashes and control characters.
+    refused: a leading '/', empty, '.' or '..' segments, a trailing '/', backslashes, control characters
+    and keys of spaces only; so are bucket names that no S3 bucket can have (validation.addressable_bucket).
     The key is taken literally (S3 URIs are not percent-decoded).
     """
     if not value.startswith("s3://"):
@@ -390,7 +408,11 @@ def parse_source_ref(value: str, limits: ManifestLimits = DEFAULT_LIMITS) -> tup
         return None
     if not limits.min_bucket_chars <= len(bucket) <= limits.max_bucket_chars or not _BUCKET.match(bucket):
         return None
-    if key[0] == "/" or key[-1] == "/" or "//" in key or _BAD_KEY_CHARS.search(key):
+    # Names of the right shape that no S3 bucket can have ("a..b", an IP address): the S3 client
+    # refuses them before sending anything, so the image could never be read.
+    if not validation.addressable_bucket(bucket):
+        return None
+    if key[0] == "/" or key[-1] == "/" or "//" in key or _BAD_KEY_CHARS.search(key) or not key.strip():
         return None
     if "." in key:
         padded = f"/{key}/"
@@ -421,7 +443,10 @@ def parse_line(text: str, limits: ManifestLimits = DEFAULT_LIMITS) -> ParsedLine
     ERROR_INVALID_JSON_LINE (not JSON, not an object, NaN/Infinity, numbers out of range, lone surrogates,
     nesting deeper than `max_json_depth`), ERROR_MISSING_SOURCE_REF (absent or null),
     ERROR_INVALID_SOURCE_REF_FORMAT (not a string, or not a safe `s3://bucket/key`).
-    Every other problem is recorded inside the entry (see `_build`).
+    Every other problem is recorded inside the entry (see `_build`). A NUL (U+0000) drops the line when it
+    is in the source-ref, and makes the label attribute's metadata invalid when it is in any of its
+    strings (label names, class map, job name, ...): a NUL is no label a user means, and PostgreSQL text
+    cannot store one. NULs in keys and values the service does not interpret are kept as written.
     """
     if len(text) > limits.max_line_chars:
         return _drop(ERROR_LINE_TOO_LONG, line_too_long_message(limits))
@@ -455,7 +480,15 @@ def parse_line(text: str, limits: ManifestLimits = DEFAULT_LIMITS) -> ParsedLine
     has_cl = '"cl-' in text or "\\u" in text
     maybe_multilabel = "-multilabel" in text or "\\u" in text
     return _build(
-        data, ref, parts[0], parts[1], limits, None, has_cl=has_cl, maybe_multilabel=maybe_multilabel
+        data,
+        ref,
+        parts[0],
+        parts[1],
+        limits,
+        None,
+        has_cl=has_cl,
+        maybe_multilabel=maybe_multilabel,
+        has_nul=_NUL_ESCAPE in text,
     )
 
 
@@ -536,6 +569,7 @@ def _build(
     *,
     has_cl: bool = True,
     maybe_multilabel: bool = True,
+    has_nul: bool = True,
 ) -> ParsedLine:
     """Checks a parsed line that has a valid source-ref and builds its entry (mutates `data`'s nested dicts).
 
@@ -543,7 +577,8 @@ def _build(
     checks (apply_image: the real image wins). Per label attribute the checks run in the §5 order and the
     first failure stops that attribute (its boxes are then not checked):
     type (METADATA_FORMAT when absent / not a string; UNSUPPORTED_USE_CASE_TYPE when not one of the two
-    accepted values: the type decides what a valid body is, so it goes first), ATTRIBUTE_FORMAT,
+    accepted values: the type decides what a valid body is, so it goes first; METADATA_FORMAT as well when
+    `has_nul` and a string of the metadata holds a NUL), ATTRIBUTE_FORMAT,
     METADATA_FORMAT, MISSING_BOUNDING_BOX_CONFIDENCE, MISSING_CLASS_MAP_ID, INVALID_LABEL_NAME_LENGTH;
     then box by box INVALID_BOUNDING_BOX before BOUNDING_BOX_TOO_SMALL. Line errors follow:
     NO_VALID_LABEL_ATTRIBUTES, INVALID_IMAGE_DIMENSION, TOO_MANY_BOUNDING_BOXES, NO_VALID_ANNOTATIONS,
@@ -596,7 +631,7 @@ def _build(
                 attribute_format_message(attr) if code == ERROR_INVALID_LABEL_ATTRIBUTE_FORMAT else None,
             )
             continue
-        if type(meta) is not dict or type(kind) is not str:
+        if type(meta) is not dict or type(kind) is not str or (has_nul and _holds_nul(meta)):
             rec.attribute(attr, ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT)
             continue
         if kind == CLASSIFICATION_TYPE:
@@ -940,10 +975,13 @@ def apply_image(
     if frame is None and not image_errors:
         return parsed
     # A copy through JSON: the stored entry is plain JSON, and the result must not share dicts with it.
-    data = json.loads(_dumps(parsed.entry))
+    text = _dumps(parsed.entry)
+    data = json.loads(text)
     # Re-validating with the real frame gives the same result when it equals the declared size, and
     # re-building from the stored entry is also how the result gets its own copy of the dicts.
-    result = _build(data, parsed.source_ref, parsed.bucket, parsed.key, limits, frame)
+    result = _build(
+        data, parsed.source_ref, parsed.bucket, parsed.key, limits, frame, has_nul=_NUL_ESCAPE in text
+    )
     if frame is not None:
         if not _side_ok(*frame, limits) and not result.annotation_count:
             # Box lines got ERROR_INVALID_IMAGE_DIMENSION from the frame check in _build.

@@ -20,6 +20,12 @@ from services.common.jobs import JobQueue, JobRow
 
 IN_PROGRESS = ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS")
 
+# The folder of a source-ref (up to its last "/"), exactly as indexed by migration 003.
+FOLDER_EXPR = "substring(source_ref FROM '^.*/')"
+# Past these, SourceRefContains falls back to the trigram index (a dataset with an image per folder).
+MAX_FOLDERS = 1_000
+MAX_RANGES = 100
+
 
 @dataclass(frozen=True)
 class DatasetRow:
@@ -200,7 +206,13 @@ class DatasetRepository:
     def list_entries(
         self, dataset_id: int, flt: EntryFilter, after: str | None, limit: int
     ) -> list[tuple[str, str]]:
-        """Returns up to `limit` (source_ref, line) pairs in source-ref order after `after`."""
+        """Returns up to `limit` (source_ref, line) pairs in source-ref order after `after`.
+
+        SourceRefContains is a substring match. With a "/" in the text it is answered from prefix
+        ranges of the primary key (`folder_prefixes`), so a page costs the same whether the match
+        is one image or half of a 100k dataset; otherwise (or on a dataset with more folders than
+        MAX_FOLDERS) from the trigram index.
+        """
         clauses = ["dataset_id = %(id)s"]
         params: dict[str, Any] = {"id": dataset_id, "limit": limit}
         if after is not None:
@@ -212,19 +224,60 @@ class DatasetRepository:
         if flt.labeled is not None:
             clauses.append("is_labeled = %(labeled)s")
             params["labeled"] = flt.labeled
-        if flt.source_ref_contains:
-            # LIKE (not strpos) so the trigram index applies; the user's text is matched literally.
-            clauses.append("source_ref LIKE %(contains)s")
-            escaped = flt.source_ref_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params["contains"] = f"%{escaped}%"
         if flt.has_errors:
             clauses.append("has_errors")
         with self.pool.connection() as conn:
+            text = flt.source_ref_contains
+            ranges = self._contains_ranges(conn, dataset_id, text) if text and "/" in text else None
+            if text and ranges is None:
+                # LIKE (not strpos) so the trigram index applies; the user's text is matched literally.
+                clauses.append("source_ref LIKE %(contains)s")
+                params["contains"] = f"%{_like_escape(text)}%"
+            if ranges is None:
+                return conn.execute(
+                    f"SELECT source_ref, line FROM entries WHERE {' AND '.join(clauses)}"
+                    " ORDER BY source_ref LIMIT %(limit)s",
+                    params,
+                ).fetchall()
+            ranges = [(lo, hi) for lo, hi in ranges if after is None or hi > after]
+            if not ranges:
+                return []
+            # One ordered index range scan per prefix; the ranges are disjoint, so Postgres merges
+            # them (Merge Append) and stops after `limit` rows.
+            where = " AND ".join(clauses)
+            parts = []
+            for i, (lo, hi) in enumerate(ranges):
+                params[f"lo{i}"], params[f"hi{i}"] = lo, hi
+                parts.append(
+                    f"(SELECT source_ref, line FROM entries WHERE {where}"
+                    f" AND source_ref >= %(lo{i})s AND source_ref < %(hi{i})s ORDER BY source_ref LIMIT %(limit)s)"
+                )
             return conn.execute(
-                f"SELECT source_ref, line FROM entries WHERE {' AND '.join(clauses)}"
-                " ORDER BY source_ref LIMIT %(limit)s",
+                f"SELECT source_ref, line FROM ({' UNION ALL '.join(parts)}) AS m ORDER BY source_ref LIMIT %(limit)s",
                 params,
             ).fetchall()
+
+    def _contains_ranges(
+        self, conn: psycopg.Connection, dataset_id: int, text: str
+    ) -> list[tuple[str, str]] | None:
+        """The [lo, hi) source-ref ranges holding exactly the entries whose source-ref contains `text`
+        (which holds a "/"), or None when the dataset has too many folders for this to pay."""
+        rows = conn.execute(
+            "WITH RECURSIVE f(folder) AS ("
+            f"  (SELECT {FOLDER_EXPR} FROM entries WHERE dataset_id = %(id)s AND {FOLDER_EXPR} IS NOT NULL"
+            "   ORDER BY 1 LIMIT 1)"
+            "  UNION ALL"
+            f"  SELECT (SELECT {FOLDER_EXPR} FROM entries WHERE dataset_id = %(id)s AND {FOLDER_EXPR} > f.folder"
+            "   ORDER BY 1 LIMIT 1) FROM f WHERE f.folder IS NOT NULL"
+            ") SELECT folder FROM f WHERE folder IS NOT NULL LIMIT %(cap)s",
+            {"id": dataset_id, "cap": MAX_FOLDERS + 1},
+        ).fetchall()
+        if len(rows) > MAX_FOLDERS:
+            return None
+        prefixes = folder_prefixes([r[0] for r in rows], text)
+        if len(prefixes) > MAX_RANGES:
+            return None
+        return [(p, prefix_end(p)) for p in prefixes]
 
     def entries(self, dataset_id: int) -> list[EntryRow]:
         """Returns every entry of a dataset (for copies and distribution)."""
@@ -422,3 +475,45 @@ class DatasetRepository:
             " WHERE d.id = %(id)s",
             params,
         )
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def folder_prefixes(folders: Iterable[str], text: str) -> list[str]:
+    """The source-ref prefixes whose entries are exactly those containing `text` (which holds a "/"),
+    given every folder (source-ref up to its last "/") of the dataset; sorted, none inside another.
+
+    An occurrence of `text` puts its last "/" on some "/" of the source-ref: the part of the ref up to
+    that "/" (an ancestor folder) ends with `text` up to its last "/", and the ref goes on with the
+    rest of `text` (which holds no "/"). So the matches are the refs starting with
+    <ancestor folder ending with head> + tail, for the ancestors of the dataset's folders.
+    """
+    cut = text.rindex("/") + 1
+    head, tail = text[:cut], text[cut:]
+    found: set[str] = set()
+    for folder in folders:
+        slash = folder.find("/")
+        while slash != -1:
+            ancestor = folder[: slash + 1]
+            if ancestor.endswith(head):
+                found.add(ancestor + tail)
+            slash = folder.find("/", slash + 1)
+    prefixes: list[str] = []
+    for prefix in sorted(found):  # byte order = code-point order, as the "C" collation sorts
+        if not prefixes or not prefix.startswith(prefixes[-1]):
+            prefixes.append(prefix)
+    return prefixes
+
+
+def prefix_end(prefix: str) -> str:
+    """The least string above every string starting with `prefix`, in code-point ("C") order."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if code == 0xD800:  # surrogates are no characters: the next one is U+E000
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    raise ValueError("no string follows every string with this prefix")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import threading
 import time
 import uuid
@@ -32,6 +31,7 @@ from google.protobuf.message import Message
 from services.cli.operations import SERVICES, Operation, public_operations
 from services.common import awsjson, clients, errors, logs
 from services.common.auth import GrpcSecurity
+from services.common.server import wait_for_shutdown_signal
 from services.edge import metrics as metrics_text
 from services.edge.config import EdgeConfig
 from services.edge.metrics import Metrics
@@ -176,6 +176,9 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         edge.metrics.started()
         reply: Reply | None = None
+        # Counted until the reply is written: shutdown waits for it, so a reply is never cut off by
+        # the process ending (tests/test_sigterm.py).
+        self.server.in_flight.enter()
         try:
             reply = self._post(edge)
         except Exception:  # noqa: BLE001 - the caller gets InternalServerError, the log the traceback
@@ -200,6 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 )
             logs.request_id.reset(token)
+            self.server.in_flight.leave()
 
     def _post(self, edge: Edge) -> Reply | None:
         if self.path != "/":
@@ -274,7 +278,30 @@ class _HttpServer(ThreadingHTTPServer):
     def __init__(self, addr: tuple[str, int], edge: Edge) -> None:
         self.edge = edge
         self.slots = threading.BoundedSemaphore(edge.config.max_concurrency)
+        self.in_flight = InFlight()
         super().__init__(addr, _Handler)
+
+
+class InFlight:
+    """Counts the POSTs between their first byte read and their reply written."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def enter(self) -> None:
+        with self._changed:
+            self._count += 1
+
+    def leave(self) -> None:
+        with self._changed:
+            self._count -= 1
+            self._changed.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Waits up to `timeout` seconds for none to be in flight; False when some still are."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._count == 0, timeout)
 
 
 @dataclass
@@ -290,12 +317,7 @@ class RunningEdge:
         """Stops accepting, gives requests in flight up to `grace` seconds, then closes everything."""
         self._server.shutdown()
         self._thread.join()
-        deadline = time.monotonic() + grace
-        slots = self.edge.config.max_concurrency
-        acquired = 0
-        # Every slot free again = no request in flight.
-        while acquired < slots and self._server.slots.acquire(timeout=max(deadline - time.monotonic(), 0)):
-            acquired += 1
+        self._server.in_flight.wait_idle(grace)
         self._server.server_close()
         self.edge.close()
 
@@ -319,11 +341,8 @@ def main() -> None:
     config = EdgeConfig.from_env()
     logs.setup("edge", config.log_level)
     running = build_server(config)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     log.info("serving", extra={"port": running.port, "operations": len(running.edge.operations)})
-    stop.wait()
+    wait_for_shutdown_signal()
     log.info("shutting down", extra={"grace_s": config.shutdown_grace_s})
     running.stop(config.shutdown_grace_s)
     log.info("stopped")

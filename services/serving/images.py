@@ -10,7 +10,9 @@ from PIL import Image, UnidentifiedImageError
 from services.common.errors import ImageTooLarge, InvalidImageFormat, InvalidParameter
 from services.serving.config import ServingSettings
 
-FORMATS = ("JPEG", "PNG")
+# Pillow names a JPEG that carries extra frames (cameras' multi-picture JPEGs) "MPO"; it is a JPEG file,
+# decoded as its first frame, and the dataset service accepts it as one.
+FORMATS = ("JPEG", "MPO", "PNG")
 
 
 def check(data: bytes, settings: ServingSettings) -> tuple[int, int]:

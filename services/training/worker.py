@@ -43,6 +43,7 @@ from pathlib import Path
 from services.common import db, logs
 from services.common.config import Config, ConfigError
 from services.common.jobs import JobRunner, JobSettings
+from services.common.server import SIGNAL_POLL_S
 from services.common.storage import ObjectStore
 from services.training import app
 from services.training.pipeline import Trainer, TrainingSettings
@@ -233,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         runner.start(once=True, on_done=done)
     else:
         runner.start()
-    stop.wait()
+    # In slices: a signal taken by another thread would not wake an endless wait (common/server.py).
+    while not stop.wait(SIGNAL_POLL_S):
+        pass
     runner.stop(timeout=config.shutdown_grace_s)
     pool.close()
     if mode == "once":
