@@ -25,10 +25,8 @@ import io
 import json
 import os
 import random
-import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,7 +34,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,8 +53,9 @@ from customlabels.training.v1 import training_service_pb2 as tr
 from customlabels.training.v1 import training_service_pb2_grpc as tr_grpc
 
 from bench import report
+from bench.stackrun import EmbeddedStack
 from scripts import stack as stack_script
-from scripts.embedded import REPO_ROOT, ManagedProcess, PartFailed, S3Endpoint, free_port
+from scripts.embedded import REPO_ROOT, PartFailed, S3Endpoint
 from services.common import clients, errors
 from services.common.auth import GrpcSecurity
 
@@ -247,68 +246,25 @@ def _stack_lock(data_dir: Path) -> Iterator[None]:
         yield
 
 
-class ChaosStack:
+class ChaosStack(EmbeddedStack):
     """An embedded stack in its own data directory, with what kills and restarts its parts."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.env: dict[str, str] = {}
-
-    def up(self, timeout: float = 240.0) -> None:
+    def up(self, env: Mapping[str, str] | None = None, timeout: float = 240.0) -> None:
         """`python -m scripts.stack up` on the data directory; reads the endpoints it wrote."""
-        # The services' default ports may be another stack's; the edge and the console find free ones.
-        ports = {
-            f"{spec.env_prefix}_PORT": str(free_port())
-            for spec in stack_script.SERVICES
-            if spec.default_port is not None
-        }
+        # The default ports may be another stack's. The campaign restarts parts itself, from this
+        # process, so the settings stay in its environment too.
         os.environ.update(
             {
                 **CAMPAIGN_ENV,
-                **ports,
+                **self.free_ports(),
                 "CUSTOMLABELS_TRAINING_WORKER_ALIVE_FILE": str(self.data_dir / "worker.alive"),
+                **(env or {}),
             }
         )
-        done = subprocess.run(
-            [sys.executable, "-m", "scripts.stack", "up", "--data-dir", str(self.data_dir)]
-            + ["--timeout", str(timeout)],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"the stack did not come up:\n{done.stdout}\n{done.stderr}")
-        for line in (self.data_dir / "stack.env").read_text().splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.partition("=")
-                self.env[key] = " ".join(shlex.split(value))
-
-    def down(self) -> str:
-        """`python -m scripts.stack down`; returns what it printed."""
-        done = subprocess.run(
-            [sys.executable, "-m", "scripts.stack", "down", "--data-dir", str(self.data_dir)],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-        )
-        return done.stdout + done.stderr
-
-    def part(self, name: str) -> ManagedProcess:
-        """The part as recorded now (adopted: it can be probed, signalled and started again)."""
-        for part, _, _ in stack_script.Stack(self.data_dir).all_parts():
-            if part.name == name:
-                return part
-        raise KeyError(name)
-
-    @property
-    def s3(self) -> S3Endpoint:
-        """The stack's S3 server."""
-        env = self.env
-        return S3Endpoint(
-            env["CUSTOMLABELS_S3_ENDPOINT"],
-            env["CUSTOMLABELS_S3_ACCESS_KEY"],
-            env["CUSTOMLABELS_S3_SECRET_KEY"],
-        )
+        try:
+            super().up({}, timeout)
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from None
 
     def kill(self, name: str) -> int:
         """SIGKILL the part's recorded process; returns its PID."""

@@ -32,17 +32,15 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -64,8 +62,8 @@ from customlabels.training.v1 import training_service_pb2 as tr
 from customlabels.training.v1 import training_service_pb2_grpc as tr_grpc
 
 from bench import datasets, report, workflow
-from scripts import stack as stack_script
-from scripts.embedded import REPO_ROOT, S3Endpoint, free_port
+from bench.stackrun import EmbeddedStack
+from scripts.embedded import REPO_ROOT
 from scripts.inprocess import LocalServices
 from services.common import errors, modelio
 from services.common.auth import GrpcSecurity
@@ -133,59 +131,12 @@ class Settings:
 # ---------------------------------------------------------------------------------------------------
 
 
-class LoadStack:
+class LoadStack(EmbeddedStack):
     """`python -m scripts.stack up` in a data directory of its own, on ports of its own."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.env: dict[str, str] = {}
-
-    def up(self, timeout: float = 240.0) -> None:
+    def up(self, env: Mapping[str, str] | None = None, timeout: float = 240.0) -> None:
         """Starts every part and reads the endpoints the stack wrote to stack.env."""
-        ports = {
-            f"{spec.env_prefix}_PORT": str(free_port())
-            for spec in (*stack_script.SERVICES, *stack_script.HTTP_PARTS)
-            if spec.default_port is not None
-        }
-        done = subprocess.run(
-            [sys.executable, "-m", "scripts.stack", "up", "--data-dir", str(self.data_dir)]
-            + ["--timeout", str(timeout)],
-            cwd=REPO_ROOT,
-            env={**os.environ, **STACK_ENV, **ports},
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            self.down()
-            raise RuntimeError(f"the stack did not come up:\n{done.stdout}\n{done.stderr}")
-        for line in (self.data_dir / "stack.env").read_text().splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.partition("=")
-                self.env[key] = " ".join(shlex.split(value))
-
-    def down(self) -> None:
-        """Stops the stack's processes."""
-        subprocess.run(
-            [sys.executable, "-m", "scripts.stack", "down", "--data-dir", str(self.data_dir)],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-        )
-
-    def pids(self) -> dict[str, int]:
-        """Part name -> PID, as the stack recorded them."""
-        state = json.loads((self.data_dir / "stack.json").read_text())
-        return {name: rec["pid"] for name, rec in state["processes"].items()}
-
-    @property
-    def s3(self) -> S3Endpoint:
-        """The stack's S3 server."""
-        env = self.env
-        return S3Endpoint(
-            env["CUSTOMLABELS_S3_ENDPOINT"],
-            env["CUSTOMLABELS_S3_ACCESS_KEY"],
-            env["CUSTOMLABELS_S3_SECRET_KEY"],
-        )
+        super().up({**STACK_ENV, **self.free_ports(), **(env or {})}, timeout)
 
 
 @contextmanager
