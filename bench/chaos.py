@@ -54,15 +54,16 @@ from customlabels.training.v1 import training_service_pb2_grpc as tr_grpc
 
 from bench import report
 from bench.stackrun import EmbeddedStack
+from scripts import shared_data
 from scripts import stack as stack_script
-from scripts.embedded import REPO_ROOT, PartFailed, S3Endpoint
+from scripts.embedded import PartFailed, S3Endpoint
 from services.common import clients, errors
 from services.common.auth import GrpcSecurity
 
 Resp = TypeVar("Resp")
 
 RESULTS = Path(__file__).parent / "results" / "chaos.md"
-DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+DATASETS = shared_data.datasets_dir()
 SOURCE = "rock-paper-scissors"
 SOURCE_BUCKET = "datasets"  # the manifests' placeholder bucket (../shared/datasets/README.md)
 MANIFEST_BUCKET = "chaos-manifests"

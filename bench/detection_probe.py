@@ -34,7 +34,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+from scripts import shared_data
+
+DATASETS = shared_data.datasets_dir()
 RESULTS = Path(__file__).resolve().parent / "results" / "detection_probe.md"
 # Training budgets leave room for predicting the test set inside the goal's wall time.
 BUDGETS = {"fruit-detection": 390.0, "flickr-logos-27": 840.0}

@@ -63,7 +63,7 @@ from customlabels.training.v1 import training_service_pb2_grpc as tr_grpc
 
 from bench import datasets, report, workflow
 from bench.stackrun import EmbeddedStack
-from scripts.embedded import REPO_ROOT
+from scripts import shared_data
 from scripts.inprocess import LocalServices
 from services.common import errors, modelio
 from services.common.auth import GrpcSecurity
@@ -72,7 +72,7 @@ from services.common.storage import ObjectStore
 from services.serving.triton import TritonClient
 
 RESULTS = Path(__file__).resolve().parent / "results" / "load.md"
-PHOTOS = REPO_ROOT.parent / "shared" / "datasets" / "rock-paper-scissors"
+PHOTOS = shared_data.datasets_dir() / "rock-paper-scissors"
 # The manifests' placeholder bucket and prefix (../shared/datasets/README.md): the photos are uploaded
 # there, so the manifests' source-refs work as they are.
 PHOTO_BUCKET = "datasets"

@@ -34,7 +34,9 @@ from typing import Any
 
 from PIL import Image
 
-DATASETS = Path("/work/shared/datasets")
+from scripts import shared_data
+
+DATASETS = shared_data.datasets_dir()
 SHARED_SETS = ("rock-paper-scissors", "trashnet", "fruit-detection", "flickr-logos-27")
 
 

@@ -23,7 +23,7 @@ from customlabels.project.v1 import project_service_pb2 as pj
 from customlabels.training.v1 import training_service_pb2 as tr
 
 from bench import report, workflow
-from scripts import inprocess, samples
+from scripts import inprocess, samples, shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "quality.md"
@@ -42,10 +42,10 @@ GOALS = {
 
 
 def shared() -> Path:
-    for candidate in (ROOT.parent / "shared" / "datasets", Path("/work/shared/datasets")):
-        if candidate.is_dir():
-            return candidate
-    raise SystemExit("../shared/datasets is missing")
+    found = shared_data.datasets_dir()
+    if not found.is_dir():
+        raise SystemExit(f"{found} is missing")
+    return found
 
 
 def _manifest_key() -> str:

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from scripts import shared_data
 from services.training.models import runtime
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+DATASETS = shared_data.datasets_dir()
 RESULTS = Path(__file__).resolve().parent / "results" / "quality_probe.md"
 
 

@@ -8,15 +8,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from scripts import shared_data
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def shared_datasets() -> Path:
     """../shared/datasets beside the repository (CI lays it there), else the workplace copy."""
-    for candidate in (ROOT.parent / "shared" / "datasets", Path("/work/shared/datasets")):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("../shared/datasets is missing: the real-photo tests need it")
+    found = shared_data.datasets_dir()
+    if not found.is_dir():
+        raise FileNotFoundError(f"{found} is missing: the real-photo tests need it")
+    return found
 
 
 def upload_folder(store: Any, bucket: str, folder: Path, prefix: str) -> int:
