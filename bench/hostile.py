@@ -40,7 +40,7 @@ from customlabels.project.v1 import project_service_pb2 as pj
 from customlabels.serving.v1 import serving_service_pb2 as sv
 from customlabels.training.v1 import training_service_pb2 as tr
 
-from bench import mutants, report
+from bench import mutants, report, workflow
 from bench.mutants import HostileImage, Mutant
 from scripts import inprocess, samples
 from scripts.inprocess import LocalServices
@@ -670,20 +670,7 @@ def train_and_start(stack: LocalServices, database_url: str) -> tuple[str, list[
         for s in group:
             stack.store.put_bytes(bucket, f"{dataset_type}/{s.file_name}", s.data)
             lines.append(samples.manifest_line(f"s3://{bucket}/{dataset_type}/{s.file_name}", s))
-        key = f"{dataset_type}.manifest"
-        stack.store.put_bytes(bucket, key, ("\n".join(lines) + "\n").encode())
-        arn = stack.dataset.CreateDataset(
-            ds.CreateDatasetRequest(
-                project_arn=project,
-                dataset_type=dataset_type,
-                dataset_source=ds.DatasetSource(
-                    ground_truth_manifest=common.GroundTruthManifest(
-                        s3_object=common.S3Object(bucket=bucket, name=key)
-                    )
-                ),
-            )
-        ).dataset_arn
-        wait_dataset(stack, arn)
+        workflow.import_manifest(stack, project, bucket, f"{dataset_type}.manifest", lines, dataset_type)
     with inprocess.training_worker(stack, database_url, lease_s=60):
         version = stack.training.CreateProjectVersion(
             tr.CreateProjectVersionRequest(

@@ -187,8 +187,11 @@ class _TritonRepository(NamedTuple):
 
 
 @contextmanager
-def training_worker(services: LocalServices, database_url: str, lease_s: int = 30) -> Iterator[None]:
-    """One training worker, in-process, on `database_url` and the object store of `services`."""
+def training_worker(
+    services: LocalServices, database_url: str, lease_s: int = 30, **extra: str
+) -> Iterator[None]:
+    """One training worker, in-process, on `database_url` and the object store of `services`;
+    `extra` adds worker settings (CUSTOMLABELS_TRAINING_* variables)."""
     from services.training import app as training_app
     from services.training.worker import build_runner
 
@@ -198,7 +201,11 @@ def training_worker(services: LocalServices, database_url: str, lease_s: int = 3
         config,
         services.store,
         pool,
-        {"CUSTOMLABELS_TRAINING_JOB_LEASE_S": str(lease_s), "CUSTOMLABELS_TRAINING_JOB_POLL_S": "0.2"},
+        {
+            "CUSTOMLABELS_TRAINING_JOB_LEASE_S": str(lease_s),
+            "CUSTOMLABELS_TRAINING_JOB_POLL_S": "0.2",
+            **extra,
+        },
     )
     runner.start()
     try:

@@ -261,6 +261,18 @@ def test_sigterm_finishes_the_call_in_flight_refuses_new_ones_and_exits_zero(
         replica.close()
 
 
+def wait_until_http_stops(url: str, what: str, timeout: float = 10) -> None:
+    """Polls `url`/health until it no longer answers (the process closed its listener)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(f"{url}/health", timeout=1)
+        except httpx.HTTPError:
+            return
+        assert time.monotonic() < deadline, f"{what} still answered after SIGTERM"
+        time.sleep(0.05)
+
+
 def test_sigterm_lets_an_edge_request_in_flight_finish(stack: chaos.ChaosStack, tmp_path: Path) -> None:
     _project_arn(stack)
     replica = Replica(
@@ -288,14 +300,7 @@ def test_sigterm_lets_an_edge_request_in_flight_finish(stack: chaos.ChaosStack, 
             try:
                 lock.wait_for_waiter()
                 replica.process.send_signal(signal.SIGTERM)
-                deadline = time.monotonic() + 10
-                while True:
-                    try:
-                        httpx.get(f"{url}/health", timeout=1)
-                    except httpx.HTTPError:
-                        break
-                    assert time.monotonic() < deadline, "the edge still answered after SIGTERM"
-                    time.sleep(0.05)
+                wait_until_http_stops(url, "the edge")
                 assert not in_flight.done()
             finally:
                 lock.release()
@@ -334,14 +339,7 @@ def test_sigterm_lets_a_console_sign_in_in_flight_finish(stack: chaos.ChaosStack
             try:
                 lock.wait_for_waiter()
                 replica.process.send_signal(signal.SIGTERM)
-                deadline = time.monotonic() + 10
-                while True:
-                    try:
-                        httpx.get(f"{url}/health", timeout=1)
-                    except httpx.HTTPError:
-                        break
-                    assert time.monotonic() < deadline, "the console still answered after SIGTERM"
-                    time.sleep(0.05)
+                wait_until_http_stops(url, "the console")
                 assert not in_flight.done()
             finally:
                 lock.release()

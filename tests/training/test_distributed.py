@@ -9,42 +9,28 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import psycopg
 from customlabels.dataset.v1 import dataset_service_pb2 as ds
 from customlabels.training.v1 import training_service_pb2 as tr
 
-from scripts import samples
-from services.common import db
-from services.common.config import Config
-from services.training import app as training_app
-from services.training.worker import build_runner
+from scripts import inprocess, samples
 from tests.dataset.util import new_project
 from tests.training.test_worker import SETTLED, dataset_from_samples, train
 from tests.training.test_worker_process import job_state, start_worker, stop
 
 
-@contextmanager
-def worker(stack, database_url: str, **extra: str) -> Iterator[None]:
+def worker(stack, database_url: str, **extra: str) -> AbstractContextManager[None]:
     """An in-process training worker with `extra` settings (its ranks are real processes)."""
-    config = Config.from_env("training", {**stack.env, "DATABASE_URL": database_url})
-    pool = db.create_pool(database_url, training_app.SCHEMA, 1, 4)
-    env = {
-        "CUSTOMLABELS_TRAINING_JOB_LEASE_S": "30",
-        "CUSTOMLABELS_TRAINING_JOB_POLL_S": "0.2",
-        "CUSTOMLABELS_TRAINING_RANK_POLL_S": "0.2",
-        "OMP_NUM_THREADS": "1",
+    return inprocess.training_worker(
+        stack,
+        database_url,
+        30,
+        CUSTOMLABELS_TRAINING_RANK_POLL_S="0.2",
+        OMP_NUM_THREADS="1",
         **extra,
-    }
-    runner = build_runner(config, stack.store, pool, env)
-    runner.start()
-    try:
-        yield
-    finally:
-        runner.stop(timeout=60)
-        pool.close()
+    )
 
 
 def project_with_data(stack, name: str) -> str:
